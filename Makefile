@@ -1,0 +1,45 @@
+# wseg: every target creates the virtualenv on first use (see constraints.txt for why torch is pinned).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install wseg with pinned dependencies
+
+demo: $(STAMP) ## the main job: synthetic data, train Supervised + BboxRect on CPU, print the table, write overlays
+	$(PY) -m wseg.demo
+
+test: $(STAMP) ## run the CPU test suite (what CI runs)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## run the slow end-to-end tests too
+	$(PY) -m pytest -n 2 --dist loadgroup -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(PY) -m ruff check wseg tests benchmarks
+	$(PY) -m ruff format --check wseg tests benchmarks
+
+format: $(STAMP) ## ruff format and autofix
+	$(PY) -m ruff format wseg tests benchmarks
+	$(PY) -m ruff check --fix wseg tests benchmarks
+
+bench: $(STAMP) ## run the benchmarks (printed ratios; minutes on CPU)
+	$(PY) -m benchmarks
+
+clean: ## remove generated data and run outputs (not the virtualenv)
+	rm -rf data/synthetic runs outputs lightning_logs wandb
+
+.PHONY: help install demo test test-slow lint format bench clean
