@@ -1,0 +1,345 @@
+"""Weak labels derived from full ones, as the papers simulate them.
+
+Box masks, Bbox-Rect labels, image tags, synthetic scribbles, and the seeded strong/weak split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.graph import MCP_Geometric
+from skimage.morphology import skeletonize
+
+from wseg.data.records import IGNORE_INDEX
+
+
+def box_pixel_bounds(box: Sequence[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Return the pixel rows and columns a box covers: the one rasterisation rule of wseg.
+
+    ``x1, y1`` are floored and ``x2, y2`` ceiled, so a box covers every pixel it touches, then all
+    four are clipped to the image. Integer boxes (tight boxes of masks) cover exactly their pixels.
+
+    Args:
+        box: ``x1, y1, x2, y2`` in pixel-edge coordinates (extra trailing values are ignored).
+        size: ``(height, width)`` of the image.
+
+    Returns:
+        ``(r0, r1, c0, c1)``: the box covers rows ``r0 <= r < r1`` and columns ``c0 <= c < c1``;
+        empty (``r0 == r1`` or ``c0 == c1``) when the box lies outside the image or has no area.
+
+    """
+    height, width = size
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    c0 = min(max(math.floor(x1), 0), width)
+    r0 = min(max(math.floor(y1), 0), height)
+    c1 = min(max(math.ceil(x2), c0), width)
+    r1 = min(max(math.ceil(y2), r0), height)
+    return r0, r1, c0, c1
+
+
+def _paint_order(boxes: np.ndarray, size: tuple[int, int]) -> list[int]:
+    """Box indices ordered by rasterised area, largest first (stable, so later boxes win ties)."""
+    areas = []
+    for box in boxes:
+        r0, r1, c0, c1 = box_pixel_bounds(box, size)
+        areas.append((r1 - r0) * (c1 - c0))
+    return sorted(range(len(areas)), key=lambda i: -areas[i])
+
+
+def _check_boxes(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(boxes) != len(labels):
+        raise ValueError(f"got {len(boxes)} boxes but {len(labels)} labels")
+    return boxes, labels
+
+
+def rect_labels(
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    labels: np.ndarray | Sequence[int],
+    size: tuple[int, int],
+) -> np.ndarray:
+    """Bbox-Rect labels (Papandreou et al. 2015): every pixel inside a box gets the box's class.
+
+    Where boxes overlap, the smallest box wins (boxes are painted largest first); pixels outside
+    every box are background (0).
+
+    Args:
+        boxes: ``K, 4`` boxes ``x1, y1, x2, y2``.
+        labels: ``K`` class indices (1..C).
+        size: ``(height, width)`` of the label map.
+
+    Returns:
+        ``uint8`` ``H, W`` label map.
+
+    """
+    boxes, labels = _check_boxes(boxes, labels)
+    out = np.zeros(size, dtype=np.uint8)
+    for index in _paint_order(boxes, size):
+        r0, r1, c0, c1 = box_pixel_bounds(boxes[index], size)
+        out[r0:r1, c0:c1] = labels[index]
+    return out
+
+
+def box_masks(
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    labels: np.ndarray | Sequence[int],
+    size: tuple[int, int],
+    num_classes: int,
+) -> np.ndarray:
+    """Per-class box indicators: channel ``c`` is 1 inside any box of class ``c``.
+
+    Channel 0 (background) is 1 exactly where no box lies. A pixel inside boxes of two classes has
+    both channels set (box losses read the channels as the classes allowed there).
+
+    Args:
+        boxes: ``K, 4`` boxes ``x1, y1, x2, y2``.
+        labels: ``K`` class indices (1..C).
+        size: ``(height, width)`` of the maps.
+        num_classes: Number of classes, background included (C+1).
+
+    Returns:
+        ``float32`` ``C+1, H, W``.
+
+    """
+    boxes, labels = _check_boxes(boxes, labels)
+    if len(labels) and (labels.min() < 1 or labels.max() >= num_classes):
+        raise ValueError(f"box labels must lie in 1..{num_classes - 1}, got {labels.tolist()}")
+    out = np.zeros((num_classes, *size), dtype=np.float32)
+    for box, label in zip(boxes, labels):
+        r0, r1, c0, c1 = box_pixel_bounds(box, size)
+        out[label, r0:r1, c0:c1] = 1.0
+    out[0] = 1.0 - out[1:].max(axis=0, initial=0.0)
+    return out
+
+
+def image_tags(
+    labels: np.ndarray | Sequence[int], num_classes: int, background: bool = True
+) -> np.ndarray:
+    """Image-level labels: which classes occur in the image.
+
+    The object classes come from the box (or instance) labels. Background is a class too: the papers
+    assume it in every image; wseg's pipeline passes ``background=False`` only when the boxes cover
+    every pixel (``box_mask[0]`` is empty), so the tag agrees with the box mask.
+
+    Args:
+        labels: Class indices (1..C) of the objects in the image; repeats allowed.
+        num_classes: Number of classes, background included (C+1).
+        background: Whether background occurs in the image.
+
+    Returns:
+        ``float32`` ``C+1`` vector of 0/1.
+
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) and (labels.min() < 1 or labels.max() >= num_classes):
+        raise ValueError(f"tag labels must lie in 1..{num_classes - 1}, got {labels.tolist()}")
+    out = np.zeros(num_classes, dtype=np.float32)
+    out[labels] = 1.0
+    out[0] = float(background)
+    return out
+
+
+def seed_from_id(image_id: str, seed: int = 0) -> int:
+    """Derive a stable 32-bit seed from an image id and a global seed (same in every process).
+
+    Args:
+        image_id: The image id.
+        seed: Global seed mixed into the hash.
+
+    Returns:
+        An integer in ``[0, 2**32)``.
+
+    """
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _regions(mask: np.ndarray, instance_masks: np.ndarray | None) -> list[tuple[int, np.ndarray]]:
+    """List the regions to scribble: each instance, then each connected piece of a class."""
+    regions: list[tuple[int, np.ndarray]] = []
+    covered = np.zeros(mask.shape, dtype=bool)
+    if instance_masks is not None:
+        for instance in np.asarray(instance_masks, dtype=bool):
+            values = mask[instance & (mask != IGNORE_INDEX)]
+            if values.size == 0:
+                continue
+            label = int(np.bincount(values).argmax())
+            region = instance & (mask == label)
+            regions.append((label, region))
+            covered |= region
+    for label in np.unique(mask):
+        if label == IGNORE_INDEX:
+            continue
+        rest = ((mask == label) & ~covered).astype(np.uint8)
+        count, components = cv2.connectedComponents(rest, connectivity=8)
+        regions.extend((int(label), components == index) for index in range(1, count))
+    return regions
+
+
+def _stroke_path(region: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Trace the longest geodesic path on the skeleton (double sweep from a random pixel)."""
+    skeleton = skeletonize(region)
+    points = np.argwhere(skeleton)
+    if len(points) == 0:
+        points = np.argwhere(region)
+        skeleton = region
+    costs = np.where(skeleton, 1.0, np.inf)
+    start = tuple(points[rng.integers(len(points))])
+    first_end, _ = _farthest(costs, start)
+    second_end, mcp = _farthest(costs, first_end)
+    return [tuple(p) for p in mcp.traceback(second_end)]
+
+
+def _farthest(costs: np.ndarray, start: tuple[int, int]) -> tuple[tuple[int, int], MCP_Geometric]:
+    """Find the pixel geodesically farthest from ``start`` ; return it and the solved MCP."""
+    mcp = MCP_Geometric(costs)
+    distances, _ = mcp.find_costs([start])
+    reachable = np.where(np.isfinite(distances), distances, -1.0)
+    end = np.unravel_index(int(reachable.argmax()), reachable.shape)
+    return (int(end[0]), int(end[1])), mcp
+
+
+def synthesize_scribbles(
+    mask: np.ndarray,
+    instance_masks: np.ndarray | None = None,
+    width: int = 3,
+    seed: int = 0,
+    min_area: int = 16,
+    length_fraction: tuple[float, float] = (0.6, 1.0),
+) -> np.ndarray:
+    """Scribbles simulated from a full mask, one stroke per object and per background region.
+
+    Each region (an instance when instance masks are given, else a connected component of one class,
+    background included) gets one stroke along its medial axis: the longest geodesic path on the
+    region's skeleton, cut to a random contiguous part of ``length_fraction`` of its length, drawn
+    ``width`` pixels wide and clipped to the region, so every scribbled pixel has its true class.
+    ScribbleSup annotators draw one stroke through each object and stuff region; this mimics that.
+    Regions smaller than ``min_area`` pixels and ignore pixels are never scribbled.
+
+    Args:
+        mask: ``uint8`` ``H, W`` full label map (255 = ignore).
+        instance_masks: Optional ``bool`` ``K, H, W`` instance masks; each gets its own stroke.
+        width: Stroke width in pixels (>= 1).
+        seed: Seed of the random start point and stroke length; use `seed_from_id` per image.
+        min_area: Smallest region (pixels) that gets a stroke.
+        length_fraction: Range of the fraction of the medial path that the stroke covers.
+
+    Returns:
+        ``uint8`` ``H, W``: the class on scribbled pixels, 255 elsewhere.
+
+    """
+    if width < 1:
+        raise ValueError(f"scribble width must be >= 1, got {width}")
+    low, high = length_fraction
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"length_fraction must satisfy 0 < low <= high <= 1: {length_fraction}")
+    mask = np.asarray(mask)
+    if instance_masks is not None and tuple(instance_masks.shape[1:]) != mask.shape:
+        raise ValueError(
+            f"instance masks of shape {instance_masks.shape[1:]} do not match mask {mask.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    out = np.full(mask.shape, IGNORE_INDEX, dtype=np.uint8)
+    for label, region in _regions(mask, instance_masks):
+        if region.sum() < min_area:
+            continue
+        path = _stroke_path(region, rng)
+        keep = max(1, round(len(path) * rng.uniform(low, high)))
+        first = int(rng.integers(len(path) - keep + 1))
+        stroke = np.zeros(mask.shape, dtype=np.uint8)
+        rows, cols = np.asarray(path[first : first + keep]).T
+        stroke[rows, cols] = 1
+        stroke = cv2.dilate(stroke, kernel).astype(bool) & region
+        out[stroke] = label
+    return out
+
+
+def make_strong_split(
+    ids: Iterable[str],
+    num_strong: int | None = None,
+    strong_fraction: float | None = None,
+    seed: int = 0,
+) -> set[str]:
+    """Draw the fully labelled subset F of a training set; the rest is the weakly labelled W.
+
+    The draw depends only on the set of ids and the seed (ids are sorted first), not on their order.
+
+    Args:
+        ids: Image ids of the training split.
+        num_strong: Size of F (exclusive with ``strong_fraction``).
+        strong_fraction: Fraction of the ids in F, rounded to the nearest count.
+        seed: Seed of the draw.
+
+    Returns:
+        The ids of F.
+
+    """
+    pool = sorted(set(ids))
+    if (num_strong is None) == (strong_fraction is None):
+        raise ValueError(
+            "set exactly one of num_strong and strong_fraction, got "
+            f"num_strong={num_strong}, strong_fraction={strong_fraction}"
+        )
+    if strong_fraction is not None:
+        if not 0.0 <= strong_fraction <= 1.0:
+            raise ValueError(f"strong_fraction must lie in [0, 1], got {strong_fraction}")
+        num_strong = round(strong_fraction * len(pool))
+    assert num_strong is not None
+    if not 0 <= num_strong <= len(pool):
+        raise ValueError(f"num_strong={num_strong} is outside [0, {len(pool)}] (the split's size)")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return {pool[i] for i in order[:num_strong]}
+
+
+def save_split(ids: Iterable[str], path: str | Path) -> Path:
+    """Write a list of ids, sorted, one per line; never replace a different existing list.
+
+    Args:
+        ids: The ids to save.
+        path: Target text file; its parent directories are created.
+
+    Returns:
+        The path written (or found identical).
+
+    """
+    path = Path(path)
+    lines = sorted(set(ids))
+    if path.exists():
+        existing = load_split(path)
+        if sorted(existing) != lines:
+            raise FileExistsError(
+                f"{path} already holds a different id list ({len(existing)} ids, "
+                f"new one has {len(lines)}); delete it or point to another file"
+            )
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(f"{line}\n" for line in lines))
+    temporary.replace(path)
+    return path
+
+
+def load_split(path: str | Path) -> list[str]:
+    """Read an id list written by `save_split` (blank lines ignored).
+
+    Args:
+        path: The text file.
+
+    Returns:
+        The ids in file order.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file {path} does not exist")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"split file {path} lists some ids more than once")
+    return ids
