@@ -1,0 +1,226 @@
+"""COCO JSON reader: instances become boxes and masks, crowds ignore; COCO or VOC classes."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from wseg.data.datasets.common import (
+    ProblemCounter,
+    clean_boxes,
+    read_image,
+    tight_boxes,
+)
+from wseg.data.records import IGNORE_INDEX, VOC_CLASSES, Sample, SegmentationSource
+
+# The 80 COCO categories in category-id order.
+COCO_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+COCO_CLASSES: tuple[str, ...] = ("background", *COCO_NAMES)
+# COCO names of the 20 VOC classes that COCO spells differently; the other 14 share their names.
+COCO_TO_VOC = {
+    "airplane": "aeroplane",
+    "motorcycle": "motorbike",
+    "couch": "sofa",
+    "dining table": "diningtable",
+    "potted plant": "pottedplant",
+    "tv": "tvmonitor",
+}
+
+
+def coco_classes(class_map: Literal["voc", "coco"] = "voc") -> tuple[str, ...]:
+    """Class names of a class map, background first (see `COCOSource`).
+
+    Args:
+        class_map: ``voc`` (the 20 VOC classes) or ``coco`` (all 80).
+
+    """
+    if class_map == "voc":
+        return VOC_CLASSES
+    if class_map == "coco":
+        return COCO_CLASSES
+    raise ValueError(f"class_map must be 'voc' or 'coco', got {class_map!r}")
+
+
+class COCOSource(SegmentationSource):
+    """A split of a dataset in the COCO layout (instances JSON), read with pycocotools.
+
+    Layout under ``root``::
+
+        <split>/<file_name>                      images named by the JSON
+        annotations/instances_<split>.json       unless ``annotation_file`` is given
+
+    Every image of the JSON is a sample (images without annotations are all background); ids
+    are the file names without extension.
+
+    Classes: ``class_map="coco"`` keeps the 80 categories (indices 1..80 in category-id order);
+    ``"voc"`` keeps the 20 VOC categories under their VOC names and indices (airplane =
+    aeroplane, motorcycle = motorbike, couch = sofa, dining table = diningtable, potted plant =
+    pottedplant, tv = tvmonitor) and makes the pixels of the other 60 categories background,
+    as the COCO-to-VOC transfer works do; they get no box.
+
+    Masks: instance polygons and RLEs are rasterised with pycocotools and painted largest first,
+    so a smaller object in front of a larger one stays visible; crowd regions
+    (``iscrowd=1``) of a kept category are 255 (ignore) unless an instance covers them, and
+    give no box. Boxes are the tight boxes of the instance masks (consistent with VOC); for an
+    annotation without segmentation the JSON box ``x, y, w, h`` becomes ``x, y, x + w, y + h``
+    and the image's ``mask`` and ``instance_masks`` are None (counted warning). Boxes out of the
+    image are clipped, boxes without area or instances whose mask is empty are dropped (counted
+    warnings).
+
+    Args:
+        root: Dataset root.
+        split: Image folder name, also the default annotation file's suffix (``train2017``).
+        annotation_file: Path of the instances JSON, relative to ``root`` or absolute; default
+            ``annotations/instances_<split>.json``.
+        class_map: ``voc`` or ``coco`` (see above).
+
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train2017",
+        annotation_file: str | None = None,
+        class_map: Literal["voc", "coco"] = "voc",
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.class_map = class_map
+        self.classes = coco_classes(class_map)
+        self.problems = ProblemCounter(f"COCO {self.root}")
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"COCO root {self.root} does not exist; expected <split>/ image folders and "
+                "annotations/instances_<split>.json"
+            )
+        self.image_dir = self.root / split
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"COCO image folder {self.image_dir} not found")
+        default_file = f"annotations/instances_{split}.json"
+        self.annotation_path = self.root / (annotation_file or default_file)
+        if not self.annotation_path.is_file():
+            raise FileNotFoundError(f"COCO annotation file {self.annotation_path} not found")
+        try:
+            data = json.loads(self.annotation_path.read_text())
+            self._images = list(data["images"])
+            categories = data["categories"]
+            annotations = data.get("annotations", [])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{self.annotation_path} is not a COCO instances file with images and "
+                f"categories: {error!r}"
+            ) from error
+        self._category_class = self._map_categories(categories)
+        self._annotations: dict[Any, list[dict]] = defaultdict(list)
+        for annotation in annotations:
+            self._annotations[annotation["image_id"]].append(annotation)
+        self._ids = [Path(image["file_name"]).stem for image in self._images]
+        if len(set(self._ids)) != len(self._ids):
+            raise ValueError(f"{self.annotation_path} names the same image file twice")
+
+    def _map_categories(self, categories: list[dict]) -> dict[int, int]:
+        mapping = {}
+        for category in categories:
+            name = category["name"]
+            if name not in COCO_NAMES:
+                raise ValueError(
+                    f"unknown category name {name!r} in {self.annotation_path}; "
+                    "expected one of the 80 COCO categories"
+                )
+            if self.class_map == "coco":
+                mapping[category["id"]] = COCO_CLASSES.index(name)
+            else:
+                voc_name = COCO_TO_VOC.get(name, name)
+                in_voc = voc_name in VOC_CLASSES
+                mapping[category["id"]] = VOC_CLASSES.index(voc_name) if in_voc else 0
+        return mapping
+
+    @property
+    def ids(self) -> list[str]:
+        """Image file names without extension, in the JSON's order."""
+        return self._ids
+
+    def load(self, index: int) -> Sample:
+        """Read the image and rasterise its annotations."""
+        record = self._images[index]
+        image_path = self.image_dir / record["file_name"]
+        image = read_image(image_path)
+        height, width = image.shape[:2]
+        if (record.get("height", height), record.get("width", width)) != (height, width):
+            raise ValueError(
+                f"size mismatch: image {image_path} is {height}x{width} (HxW) but "
+                f"{self.annotation_path} says {record['height']}x{record['width']}"
+            )
+        sample = Sample(id=self._ids[index], image=image, source=str(image_path))
+        annotations = []
+        for annotation in self._annotations.get(record["id"], []):
+            if annotation["category_id"] not in self._category_class:
+                raise ValueError(
+                    f"annotation {annotation.get('id')} in {self.annotation_path} has unknown "
+                    f"category id {annotation['category_id']}"
+                )
+            if self._category_class[annotation["category_id"]] > 0:
+                annotations.append(annotation)
+        if all(annotation.get("segmentation") for annotation in annotations):
+            self._rasterise(sample, annotations)
+        else:
+            self.problems.add(
+                "images with annotations lacking segmentation (mask left unknown)",
+                self.annotation_path,
+            )
+            self._json_boxes(sample, [a for a in annotations if not a.get("iscrowd", 0)])
+        return sample
+
+    def _decode(self, annotation: dict, height: int, width: int) -> np.ndarray:
+        segmentation = annotation["segmentation"]
+        if isinstance(segmentation, list):
+            rles = mask_utils.frPyObjects(segmentation, height, width)
+            rle = mask_utils.merge(rles)
+        elif isinstance(segmentation.get("counts"), list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        return mask_utils.decode(rle).astype(bool)
+
+    def _rasterise(self, sample: Sample, annotations: list[dict]) -> None:
+        height, width = sample.size
+        mask = np.zeros((height, width), np.uint8)
+        crowds = [a for a in annotations if a.get("iscrowd", 0)]
+        instances = [a for a in annotations if not a.get("iscrowd", 0)]
+        for crowd in crowds:
+            mask[self._decode(crowd, height, width)] = IGNORE_INDEX
+        decoded = [self._decode(a, height, width) for a in instances]
+        empty = [not m.any() for m in decoded]
+        self.problems.add("instances with an empty mask dropped", self.annotation_path, sum(empty))
+        kept = [(m, a) for m, a, e in zip(decoded, instances, empty) if not e]
+        for instance_mask, annotation in sorted(kept, key=lambda pair: -int(pair[0].sum())):
+            mask[instance_mask] = self._category_class[annotation["category_id"]]
+        sample.mask = mask
+        sample.instance_masks = np.array([m for m, _ in kept], bool).reshape(-1, height, width)
+        labels = [self._category_class[a["category_id"]] for _, a in kept]
+        sample.labels = np.array(labels, np.int64)
+        sample.boxes = tight_boxes(sample.instance_masks)
+
+    def _json_boxes(self, sample: Sample, annotations: list[dict]) -> None:
+        boxes = np.array([a["bbox"] for a in annotations], np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        keep = clean_boxes(boxes, sample.size, self.annotation_path, self.problems)
+        labels = np.array([self._category_class[a["category_id"]] for a in annotations], np.int64)
+        sample.boxes = boxes[keep]
+        sample.labels = labels[keep]
