@@ -1,0 +1,177 @@
+"""GrabCut pseudo labels from boxes (Rother et al. 2004), as used by Box2Seg and Box2Tag baselines.
+
+One OpenCV GrabCut per box, initialised from the box; the box segmentations are merged with the
+Bbox-Rect overlap rule (smallest box wins).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import cv2
+import numpy as np
+
+from wseg.data.weak import box_pixel_bounds
+
+__all__ = ["FALLBACK_REASONS", "grabcut_box", "grabcut_labels"]
+
+FALLBACK_REASONS = (
+    "fallback_small",
+    "fallback_no_background",
+    "fallback_covered",
+    "fallback_empty",
+)
+
+
+def _validate(boxes: np.ndarray, labels: np.ndarray, size: tuple[int, int], name: str) -> None:
+    """Raise a ValueError naming ``name`` for malformed boxes or labels."""
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(labels):
+        raise ValueError(
+            f"{name}: expected K,4 boxes and K labels, got {boxes.shape} and {labels.shape}"
+        )
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"{name}: non-finite box coordinates")
+    if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+        raise ValueError(f"{name}: boxes with x2 < x1 or y2 < y1")
+    if len(labels) and (labels.min() < 1 or labels.max() > 254):
+        raise ValueError(
+            f"{name}: box classes must lie in 1..254, got {labels.min()}..{labels.max()}"
+        )
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{name}: bad image size {size}")
+
+
+def grabcut_box(
+    image: np.ndarray,
+    init: np.ndarray,
+    iterations: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
+    """Run OpenCV GrabCut on one initialisation mask and return the foreground.
+
+    Args:
+        image: RGB ``uint8`` ``H, W, 3`` image (or crop).
+        init: ``uint8`` ``H, W`` mask of ``cv2.GC_BGD``/``GC_FGD``/``GC_PR_BGD``/``GC_PR_FGD``; must
+            hold at least one background and one foreground pixel.
+        iterations: GrabCut iterations (colour-model re-estimation + graph cut).
+        seed: Seed of OpenCV's random generator (k-means initialisation of the GMMs), so that
+            the result is reproducible.
+
+    Returns:
+        ``bool`` ``H, W`` foreground (``GC_FGD`` or ``GC_PR_FGD`` after GrabCut).
+
+    """
+    mask = init.copy()
+    background_model = np.zeros((1, 65), np.float64)
+    foreground_model = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(seed)
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    cv2.grabCut(
+        bgr, mask, None, background_model, foreground_model, iterations, cv2.GC_INIT_WITH_MASK
+    )
+    return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+
+
+def grabcut_labels(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    iterations: int = 5,
+    context: float | None = 1.0,
+    min_size: int = 5,
+    name: str = "image",
+) -> tuple[np.ndarray, Counter]:
+    """Compute the GrabCut pseudo label map of one image from its boxes.
+
+    For each box ``k`` GrabCut runs on the box enlarged by ``context`` times its width/height on
+    every side (clipped to the image; ``None``: the whole image) with this initialisation:
+
+    - outside box ``k``: definite background (``GC_BGD``). Boxes are tight, so object ``k`` cannot
+      lie there, even where another box is.
+    - inside box ``k``: probable foreground (``GC_PR_FGD``), except
+    - inside a smaller box of another class (one that wins the overlap rule): probable background
+      (``GC_PR_BGD``). Those pixels most likely show the occluding object, so they do not seed box
+      ``k``'s foreground colour model; they remain free variables of the cut. Smaller boxes of the
+      same class stay probable foreground (either way the pixel gets that class).
+
+    Merge: boxes are painted largest first, each painting its class on its GrabCut foreground, so a
+    pixel claimed by several boxes gets the smallest box's class (the Bbox-Rect rule); pixels no box
+    claims are background (0).
+
+    Fallback to the box rectangle, counted per reason in the returned counter: a box narrower or
+    shorter than ``min_size`` pixels (too small to fit GrabCut's 5-component colour models:
+    ``fallback_small``), a crop without any background pixel (the box covers the whole crop:
+    ``fallback_no_background``), a box wholly covered by smaller boxes of other classes
+    (``fallback_covered``), or GrabCut returning no foreground (``fallback_empty``). Boxes with
+    no pixels inside the image are counted as ``skipped_empty_box`` and paint nothing.
+
+    Args:
+        image: RGB ``uint8`` ``H, W, 3``.
+        boxes: ``K, 4`` boxes ``x1, y1, x2, y2`` in pixel-edge coordinates.
+        labels: ``K`` box classes (1..C).
+        iterations: GrabCut iterations per box (5, as in the Box2Seg setting).
+        context: Crop margin around each box, in box sizes; ``None`` runs on the whole image.
+        min_size: Smallest box width and height (pixels) given to GrabCut.
+        name: Image name for error messages.
+
+    Returns:
+        ``(label map uint8 H, W, counter)``; the counter holds ``boxes``, ``grabcut`` (boxes
+        segmented by GrabCut), the fallback reasons and ``skipped_empty_box``.
+
+    Raises:
+        ValueError: On a malformed image, boxes or labels (the message names ``name``).
+
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"{name}: expected an RGB uint8 H,W,3 image, got {image.dtype} {image.shape}"
+        )
+    size = (int(image.shape[0]), int(image.shape[1]))
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    _validate(boxes, labels, size, name)
+    bounds = [box_pixel_bounds(box, size) for box in boxes]
+    areas = [(r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in bounds]
+    order = sorted(range(len(boxes)), key=lambda i: -areas[i])
+    counts: Counter = Counter(boxes=len(boxes))
+    out = np.zeros(size, dtype=np.uint8)
+    for rank, k in enumerate(order):
+        r0, r1, c0, c1 = bounds[k]
+        if areas[k] == 0:
+            counts["skipped_empty_box"] += 1
+            continue
+        foreground = np.ones((r1 - r0, c1 - c0), dtype=bool)
+        if min(r1 - r0, c1 - c0) < min_size:
+            counts["fallback_small"] += 1
+        else:
+            if context is None:
+                y0, y1, x0, x1 = 0, size[0], 0, size[1]
+            else:
+                dy, dx = round(context * (r1 - r0)), round(context * (c1 - c0))
+                y0, y1 = max(r0 - dy, 0), min(r1 + dy, size[0])
+                x0, x1 = max(c0 - dx, 0), min(c1 + dx, size[1])
+            init = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, dtype=np.uint8)
+            init[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] = cv2.GC_PR_FGD
+            for j in order[rank + 1 :]:
+                if labels[j] == labels[k] or areas[j] == 0:
+                    continue
+                q0, q1, p0, p1 = bounds[j]
+                q0, q1, p0, p1 = max(q0, r0), min(q1, r1), max(p0, c0), min(p1, c1)
+                if q0 < q1 and p0 < p1:
+                    init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_PR_BGD
+            if not ((init == cv2.GC_BGD) | (init == cv2.GC_PR_BGD)).any():
+                counts["fallback_no_background"] += 1
+            elif not (init == cv2.GC_PR_FGD).any():
+                counts["fallback_covered"] += 1
+            else:
+                result = grabcut_box(image[y0:y1, x0:x1], init, iterations)
+                inside = result[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
+                if inside.any():
+                    foreground = inside
+                    counts["grabcut"] += 1
+                else:
+                    counts["fallback_empty"] += 1
+        region = out[r0:r1, c0:c1]
+        region[foreground] = labels[k]
+    return out, counts
