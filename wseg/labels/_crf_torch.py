@@ -1,6 +1,8 @@
-"""Batched PyTorch filtering for dense CRFs: the permutohedral lattice (Adams et al. 2010) that
-pydensecrf uses, vectorised over pixels and images, mean-field inference on top of it, and an
-exact windowed bilateral filter for the differentiable CRF loss."""
+"""Batched PyTorch filtering for dense CRFs.
+
+The permutohedral lattice (Adams et al. 2010) that pydensecrf uses, vectorised over pixels and
+images; mean-field inference on it; an exact windowed bilateral filter for the CRF loss.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def _unique_rows(rows: Tensor) -> tuple[Tensor, int]:
 
     Returns:
         The ids (long, shape R, values in [0, U)) and U.
+
     """
     lo = rows.amin(dim=0)
     span = rows.amax(dim=0) - lo + 1
@@ -49,6 +52,7 @@ class PermutohedralLattice:
     Args:
         features: float tensor of shape (B, N, d), already divided by the kernel's standard
             deviations (one feature vector per pixel, N pixels per image).
+
     """
 
     def __init__(self, features: Tensor) -> None:
@@ -73,7 +77,7 @@ class PermutohedralLattice:
         elevated[:, 0] = suffix[:, 0]
         elevated[:, 1:] = suffix[:, 1:] - torch.arange(1, d + 1, device=device, dtype=dtype) * cf
 
-        # Nearest remainder-0 lattice point: round every coordinate to a multiple of d+1 (ties down).
+        # Nearest remainder-0 lattice point: round each coordinate to a multiple of d+1 (ties down).
         down_factor = 1.0 / (d + 1)
         v = elevated * down_factor
         up = torch.ceil(v) * (d + 1)
@@ -81,7 +85,7 @@ class PermutohedralLattice:
         rem0 = torch.where(up - elevated < elevated - down, up, down)
         coord_sum = torch.div(rem0.long().sum(dim=1), d + 1, rounding_mode="floor")
 
-        # Rank of each coordinate's residual in decreasing order (ties: the earlier one ranks higher).
+        # Rank of each coordinate's residual, decreasing (ties: the earlier one ranks higher).
         res = elevated - rem0
         lt = res.unsqueeze(2) < res.unsqueeze(1)  # lt[p, i, j] = res_i < res_j
         upper = torch.ones(d + 1, d + 1, dtype=torch.bool, device=device).triu(1)
@@ -138,6 +142,7 @@ class PermutohedralLattice:
 
         Returns:
             The filtered values, shape (B, N, C).
+
         """
         channels = values.shape[-1]
         flat = values.reshape(-1, channels)
@@ -162,6 +167,7 @@ class NormalizedKernel:
 
     Args:
         features: float tensor of shape (B, N, d), divided by the kernel's standard deviations.
+
     """
 
     def __init__(self, features: Tensor) -> None:
@@ -192,8 +198,8 @@ def mean_field(
     """Mean-field inference of a dense CRF with Potts compatibilities, as in densecrf's inference.
 
     ``Q = softmax(-U)``, then ``iterations`` times ``Q = softmax(-U + sum_k w_k K_k Q)``; with the
-    Potts model the message ``-w_k K_k Q`` differs from the paper's ``w_k K_k (1 - Q)`` by a constant
-    per pixel, which the softmax removes.
+    Potts model the message ``-w_k K_k Q`` differs from the paper's ``w_k K_k (1 - Q)`` by a
+    constant per pixel, which the softmax removes.
 
     Args:
         unary: energies (negative log probabilities), shape (B, N, L).
@@ -202,6 +208,7 @@ def mean_field(
 
     Returns:
         The marginals Q, shape (B, N, L).
+
     """
     q = torch.softmax(-unary, dim=-1)
     for _ in range(iterations):
@@ -219,12 +226,12 @@ def window_bilateral_filter(
 
     ``out_p = dilation^2 * sum_{o != 0} exp(-|o|^2 / (2 s^2) - |f_p - f_{p+o}|^2 / 2) v_{p+o}`` over
     offsets ``o = dilation * (dy, dx)``, ``|dy|, |dx| <= radius``; neighbours outside the image
-    contribute nothing. With ``dilation > 1`` only every dilation-th neighbour is visited and weighted
-    by ``dilation^2``, a Riemann sum of the dense filter that is accurate when the spatial sigma is
-    much larger than the dilation. Differentiable in ``values``.
+    contribute nothing. With ``dilation > 1`` only every dilation-th neighbour is visited and
+    weighted by ``dilation^2``, a Riemann sum of the dense filter that is accurate when the spatial
+    sigma is much larger than the dilation. Differentiable in ``values``.
 
     Args:
-        features: range features already divided by their sigma (e.g. RGB / sigma_rgb), (B, F, H, W).
+        features: range features divided by their sigma (e.g. RGB / sigma_rgb), (B, F, H, W).
         values: values to filter, (B, C, H, W).
         radius: window radius in samples.
         dilation: step between visited neighbours in pixels.
@@ -232,6 +239,7 @@ def window_bilateral_filter(
 
     Returns:
         The filtered values, (B, C, H, W).
+
     """
     height, width = values.shape[-2:]
     out = torch.zeros_like(values)

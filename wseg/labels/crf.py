@@ -1,6 +1,7 @@
-"""Fully connected CRF with Gaussian and bilateral Potts kernels and mean-field inference
-(Krähenbühl & Koltun, NeurIPS 2011): one API, two backends (pydensecrf reference; batched
-PyTorch permutohedral lattice for CPU and CUDA)."""
+"""Dense CRF: Gaussian + bilateral Potts kernels, mean-field inference (Krähenbühl & Koltun 2011).
+
+One API, two backends: pydensecrf (the reference) and a batched PyTorch lattice for CPU and CUDA.
+"""
 
 from __future__ import annotations
 
@@ -36,13 +37,14 @@ class DenseCRFParams:
     Args:
         gaussian_sxy: smoothness kernel std in pixels (sigma_gamma; DeepLab pos_xy_std = 3).
         gaussian_compat: smoothness kernel Potts weight (w2; DeepLab pos_w = 3).
-        bilateral_sxy: appearance kernel spatial std in pixels (sigma_alpha; DeepLab bi_xy_std = 49).
+        bilateral_sxy: appearance kernel spatial std in pixels (sigma_alpha; bi_xy_std = 49).
         bilateral_srgb: appearance kernel colour std in 0-255 intensity units (sigma_beta;
             DeepLab bi_rgb_std = 5).
         bilateral_compat: appearance kernel Potts weight (w1; DeepLab bi_w = 4).
         iterations: mean-field iterations (10 in DeepLab and Papandreou et al.).
         min_prob: probabilities are clipped to at least this before ``unary = -log p`` (as
             ``pydensecrf.utils.unary_from_softmax``'s default clip of 1e-5).
+
     """
 
     gaussian_sxy: float = 3.0
@@ -82,6 +84,7 @@ def unary_from_labels(
 
     Returns:
         Float32 probabilities of shape (B, L, H, W) (or (L, H, W)) on the labels' device.
+
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -93,7 +96,8 @@ def unary_from_labels(
     bad = ~free & ((labels < 0) | (labels >= num_classes))
     if bad.any():
         raise ValueError(
-            f"labels must be in [0, {num_classes}) or {ignore_index}, got {labels[bad].unique().tolist()}"
+            f"labels must be in [0, {num_classes}) or {ignore_index}, "
+            f"got {labels[bad].unique().tolist()}"
         )
     class_dim = labels.ndim - 2
     other = (1.0 - confidence) / (num_classes - 1)
@@ -131,7 +135,7 @@ def _check_inputs(images: Tensor, probs: Tensor, clamp: Tensor | None) -> None:
 
 
 def _unary(probs: Tensor, clamp: Tensor | None, min_prob: float) -> Tensor:
-    """Energies ``-log max(p, min_prob)``; clamped pixels get 0 on their label, CLAMP_ENERGY elsewhere."""
+    """Energies ``-log max(p, min_prob)``; clamped pixels: 0 on their label, CLAMP_ENERGY else."""
     unary = -torch.log(probs.clamp(min=min_prob, max=1.0))
     if clamp is not None:
         clamped = (clamp != IGNORE_INDEX).unsqueeze(1)
@@ -250,6 +254,7 @@ def dense_crf(
     Returns:
         Refined probabilities (B, L, H, W), summing to 1 over L, on the device and with the dtype of
         ``probs``.
+
     """
     params = DenseCRFParams() if params is None else params
     _check_inputs(images, probs, clamp)
