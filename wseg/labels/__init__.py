@@ -1,0 +1,30 @@
+"""Pseudo-label makers (GrabCut, dense CRF, Potts) and the on-disk store they write to."""
+
+from wseg.labels.generate import (
+    GENERATORS,
+    CRFGenerator,
+    GrabCutGenerator,
+    LabelGenerator,
+    RectGenerator,
+    build_generator,
+    generate,
+)
+from wseg.labels.grabcut import grabcut_labels
+from wseg.labels.potts import potts_map
+from wseg.labels.quality import evaluate_store
+from wseg.labels.store import PseudoLabelStore, StoreError
+
+__all__ = [
+    "GENERATORS",
+    "CRFGenerator",
+    "GrabCutGenerator",
+    "LabelGenerator",
+    "PseudoLabelStore",
+    "RectGenerator",
+    "StoreError",
+    "build_generator",
+    "evaluate_store",
+    "generate",
+    "grabcut_labels",
+    "potts_map",
+]
