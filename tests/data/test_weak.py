@@ -21,6 +21,9 @@ def test_box_pixel_bounds_floor_ceil_and_clip():
     r0, r1, c0, c1 = box_pixel_bounds((11, 2, 15, 4), (8, 10))
     assert c0 == c1 == 10 and (r0, r1) == (2, 4)
     assert box_pixel_bounds((3, 3, 3, 3), (8, 10)) == (3, 3, 3, 3)
+    # float32 round-off of a transformed box does not widen it by a pixel
+    assert box_pixel_bounds((0.9999996, 2.0000004, 4.0000004, 4.9999996), (8, 10)) == (2, 5, 1, 4)
+    assert box_pixel_bounds((0.99, 2.01, 4.01, 4.99), (8, 10)) == (2, 5, 0, 5)
 
 
 def test_rect_labels_smallest_box_wins():

@@ -17,12 +17,17 @@ from skimage.morphology import skeletonize
 
 from wseg.data.records import IGNORE_INDEX
 
+SNAP = 1e-3
+"""Tolerance (pixels) within which a box coordinate counts as an integer pixel edge."""
+
 
 def box_pixel_bounds(box: Sequence[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
     """Return the pixel rows and columns a box covers: the one rasterisation rule of wseg.
 
     ``x1, y1`` are floored and ``x2, y2`` ceiled, so a box covers every pixel it touches, then all
     four are clipped to the image. Integer boxes (tight boxes of masks) cover exactly their pixels.
+    Coordinates within ``SNAP`` of an integer count as that integer, so the float32 round-off of
+    the geometric transforms (``14.0000004``) never widens a box by a pixel.
 
     Args:
         box: ``x1, y1, x2, y2`` in pixel-edge coordinates (extra trailing values are ignored).
@@ -35,10 +40,10 @@ def box_pixel_bounds(box: Sequence[float], size: tuple[int, int]) -> tuple[int, 
     """
     height, width = size
     x1, y1, x2, y2 = (float(v) for v in box[:4])
-    c0 = min(max(math.floor(x1), 0), width)
-    r0 = min(max(math.floor(y1), 0), height)
-    c1 = min(max(math.ceil(x2), c0), width)
-    r1 = min(max(math.ceil(y2), r0), height)
+    c0 = min(max(math.floor(x1 + SNAP), 0), width)
+    r0 = min(max(math.floor(y1 + SNAP), 0), height)
+    c1 = min(max(math.ceil(x2 - SNAP), c0), width)
+    r1 = min(max(math.ceil(y2 - SNAP), r0), height)
     return r0, r1, c0, c1
 
 
