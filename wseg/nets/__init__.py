@@ -1,0 +1,12 @@
+"""Plain ``nn.Module`` networks (no Lightning): the smp segmenter factory and encoder weights."""
+
+from wseg.nets.pretrained import OFFLINE_LITE0, offline_lite0_classifier, offline_lite0_state_dict
+from wseg.nets.segmenter import Arch, build_segmenter
+
+__all__ = [
+    "OFFLINE_LITE0",
+    "Arch",
+    "build_segmenter",
+    "offline_lite0_classifier",
+    "offline_lite0_state_dict",
+]
