@@ -1,0 +1,101 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
+from lightning.pytorch import Trainer
+
+from wseg.eval import predict_probs
+from wseg.methods import BboxRect, Supervised
+from wseg.metrics import confusion_matrix, iou_from_confusion, mean_iou
+
+
+def trainer(tmp_path, **kwargs) -> Trainer:
+    options = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    return Trainer(**(options | kwargs))
+
+
+def test_supervised_loss_is_cross_entropy_on_mask() -> None:
+    torch.manual_seed(0)
+    model = Supervised(num_classes=NUM_CLASSES, **TINY).eval()
+    batch = make_batch()
+    expected = F.cross_entropy(model(batch["image"]), batch["mask"], ignore_index=255)
+    assert torch.allclose(model.compute_loss(batch), expected)
+
+
+def test_supervised_strong_only_ignores_weak_images() -> None:
+    torch.manual_seed(0)
+    model = Supervised(num_classes=NUM_CLASSES, strong_only=True, **TINY).eval()
+    batch = make_batch(batch_size=2)  # image 0 strong, image 1 weak
+    logits = model(batch["image"])
+    expected = F.cross_entropy(logits[:1], batch["mask"][:1], ignore_index=255)
+    assert torch.allclose(model.compute_loss(batch), expected)
+    batch["strong"][:] = False
+    loss = model.compute_loss(batch)
+    assert loss == 0 and loss.requires_grad
+
+
+def test_bbox_rect_loss_is_cross_entropy_on_box_label() -> None:
+    torch.manual_seed(0)
+    model = BboxRect(num_classes=NUM_CLASSES, **TINY).eval()
+    batch = make_batch()
+    expected = F.cross_entropy(model(batch["image"]), batch["box_label"], ignore_index=255)
+    assert torch.allclose(model.compute_loss(batch), expected)
+
+
+def test_class_names_must_match_num_classes() -> None:
+    with pytest.raises(ValueError, match="3 class_names for num_classes=4"):
+        Supervised(num_classes=4, class_names=["a", "b", "c"], **TINY)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_poly_schedule_and_head_lr(tmp_path, optimizer: str) -> None:
+    model = Supervised(
+        num_classes=NUM_CLASSES, optimizer=optimizer, lr=0.1, head_lr_mult=10, **TINY
+    )
+    fit = trainer(tmp_path, max_steps=4, limit_val_batches=0)
+    fit.fit(model, batch_loader(2))
+    config = model.configure_optimizers()
+    encoder_group, head_group = config["optimizer"].param_groups
+    assert {id(p) for p in encoder_group["params"]} == {
+        id(p) for p in model.net.encoder.parameters()
+    }
+    assert (encoder_group["lr"], head_group["lr"]) == pytest.approx((0.1, 1.0))
+    scheduler = config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(4):
+        rates.append(scheduler.get_last_lr()[0])
+        config["optimizer"].step()
+        scheduler.step()
+    # lr * (1 - step / 4) ** 0.9 for steps 0..3, then 0 at the end.
+    assert rates == pytest.approx([0.1 * (1 - s / 4) ** 0.9 for s in range(4)])
+    assert scheduler.get_last_lr()[0] == 0.0
+
+
+def test_validation_miou_equals_hand_accumulated_matrix(tmp_path) -> None:
+    torch.manual_seed(0)
+    names = ["background", "a", "b", "c"]
+    model = Supervised(num_classes=NUM_CLASSES, class_names=names, tta_flip=True, **TINY)
+    val = batch_loader(3, size=(40, 56))
+    metrics = trainer(tmp_path).validate(model, val, verbose=False)[0]
+    model.eval()
+    matrix = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    with torch.no_grad():
+        for batch in val:
+            pred = predict_probs(model.net, batch["image"], flip=True).argmax(1)
+            matrix += confusion_matrix(pred, batch["mask"], NUM_CLASSES)
+    assert metrics["val/miou"] == pytest.approx(mean_iou(matrix))
+    for name, iou in zip(names, iou_from_confusion(matrix).tolist()):
+        assert metrics[f"val/iou/{name}"] == pytest.approx(iou, nan_ok=True)
+
+
+def test_test_metrics_use_test_prefix(tmp_path) -> None:
+    model = BboxRect(num_classes=NUM_CLASSES, tta_scales=[0.75, 1.0], **TINY)
+    metrics = trainer(tmp_path).test(model, batch_loader(1), verbose=False)[0]
+    assert {"test/miou", "test/pixel_acc", "test/iou/class_3"} <= set(metrics)

@@ -1,0 +1,11 @@
+"""One LightningModule per method, on the shared `WeakSegMethod` base.
+
+`METHODS` lists every method class; the contract test suite runs over it.
+"""
+
+from wseg.methods.base import WeakSegMethod
+from wseg.methods.supervised import BboxRect, Supervised
+
+METHODS: list[type[WeakSegMethod]] = [Supervised, BboxRect]
+
+__all__ = ["METHODS", "BboxRect", "Supervised", "WeakSegMethod"]
