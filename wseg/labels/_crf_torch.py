@@ -7,6 +7,7 @@ images; mean-field inference on it; an exact windowed bilateral filter for the C
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -101,7 +102,7 @@ class PermutohedralLattice:
         bary.scatter_add_(1, d - rank, delta)
         bary.scatter_add_(1, d - rank + 1, -delta)
         bary[:, 0] += 1.0 + bary[:, d + 1]
-        self.weights = bary[:, : d + 1].contiguous()  # (P, d+1)
+        weights = bary[:, : d + 1]
 
         # The d+1 simplex vertices: key = rem0 + canonical[remainder, rank] on the first d axes.
         r = torch.arange(d + 1, device=device)
@@ -114,7 +115,7 @@ class PermutohedralLattice:
             [keys.reshape(-1, d), image_index.repeat_interleave(d + 1).unsqueeze(1)], dim=1
         )
         ids, self.num_vertices = _unique_rows(rows)
-        self.offsets = ids.view(p, d + 1)
+        offsets = ids.view(p, d + 1)
         m = self.num_vertices
         vertex_rows = rows.new_empty(m, d + 1)
         vertex_rows[ids] = rows
@@ -132,7 +133,26 @@ class PermutohedralLattice:
         to_vertex[all_ids[:m]] = torch.arange(m, device=device)
         neighbours = to_vertex[all_ids[m:]].view(2, d + 1, m)
         self.neighbours = neighbours.permute(1, 0, 2).contiguous()  # (d+1, 2, M); M = missing
-        self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
+        # Splat (vertices x points) and slice (points x vertices) as CSR matrices: sparse-dense
+        # products are several times faster than index_add / gather loops on CPU and CUDA.
+        alpha = 1.0 / (1.0 + 2.0 ** (-d))
+        flat_ids = offsets.reshape(-1)
+        order = torch.argsort(flat_ids, stable=True)
+        counts = torch.bincount(flat_ids, minlength=m)
+        splat_rows = torch.cat([counts.new_zeros(1), torch.cumsum(counts, dim=0)])
+        slice_rows = torch.arange(0, p * (d + 1) + 1, d + 1, device=device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            self.splat = torch.sparse_csr_tensor(
+                splat_rows,
+                order // (d + 1),
+                weights.reshape(-1)[order],
+                (m, p),
+                check_invariants=False,
+            )
+            self.slice = torch.sparse_csr_tensor(
+                slice_rows, flat_ids, alpha * weights.reshape(-1), (p, m), check_invariants=False
+            )
 
     def __call__(self, values: Tensor) -> Tensor:
         """Filter values that live on the lattice's points.
@@ -145,21 +165,15 @@ class PermutohedralLattice:
 
         """
         channels = values.shape[-1]
-        flat = values.reshape(-1, channels)
-        weights = self.weights.to(flat.dtype)
-        lattice = flat.new_zeros(self.num_vertices + 1, channels)
-        for k in range(self.d + 1):
-            lattice = lattice.index_add(0, self.offsets[:, k], weights[:, k : k + 1] * flat)
-        zero = lattice[-1:]
+        lattice = self.splat @ values.reshape(-1, channels)
+        zero = lattice.new_zeros(1, channels)
+        lattice = torch.cat([lattice, zero])
         for j in range(self.d + 1):
             blurred = lattice[:-1] + 0.5 * (
                 lattice[self.neighbours[j, 0]] + lattice[self.neighbours[j, 1]]
             )
             lattice = torch.cat([blurred, zero])
-        out = weights[:, :1] * lattice[self.offsets[:, 0]]
-        for k in range(1, self.d + 1):
-            out = out + weights[:, k : k + 1] * lattice[self.offsets[:, k]]
-        return (self.alpha * out).view(values.shape)
+        return (self.slice @ lattice[:-1]).view(values.shape)
 
 
 class NormalizedKernel:

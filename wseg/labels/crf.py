@@ -138,6 +138,7 @@ def _unary(probs: Tensor, clamp: Tensor | None, min_prob: float) -> Tensor:
     """Energies ``-log max(p, min_prob)``; clamped pixels: 0 on their label, CLAMP_ENERGY else."""
     unary = -torch.log(probs.clamp(min=min_prob, max=1.0))
     if clamp is not None:
+        clamp = clamp.to(probs.device)
         clamped = (clamp != IGNORE_INDEX).unsqueeze(1)
         target = clamp.masked_fill(~clamped.squeeze(1), 0).long().unsqueeze(1)
         hard = torch.full_like(unary, CLAMP_ENERGY).scatter(1, target, 0.0)
@@ -181,6 +182,7 @@ def _run_pydensecrf(
     return torch.from_numpy(np.stack(results))
 
 
+@torch.no_grad()
 def _run_torch(
     images: Tensor, unary: Tensor, params: DenseCRFParams, max_batch: int | None
 ) -> Tensor:
