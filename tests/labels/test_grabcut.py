@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from wseg.data.weak import rect_labels
+from wseg.labels.grabcut import grabcut_labels
+
+SIZE = (48, 64)
+
+
+def scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A red disk (centre 24, 30; radius 12) on a noisy green background."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((*SIZE, 3), np.uint8)
+    image[:] = (40, 140, 40)
+    yy, xx = np.mgrid[: SIZE[0], : SIZE[1]]
+    disk = (yy - 24) ** 2 + (xx - 30) ** 2 < 12**2
+    image[disk] = (210, 50, 50)
+    noise = rng.integers(-15, 16, image.shape)
+    return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), disk
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / (a | b).sum()
+
+
+@pytest.mark.parametrize("context", [1.0, None])
+def test_disk_in_box_is_segmented(context):
+    image, disk = scene()
+    boxes = np.array([[18, 12, 42, 36]], np.float32)  # the disk's tight box
+    label, counts = grabcut_labels(image, boxes, np.array([3]), context=context)
+    assert counts["grabcut"] == 1 and counts["boxes"] == 1
+    assert set(np.unique(label)) == {0, 3}
+    rect = rect_labels(boxes, [3], SIZE) == 3
+    assert iou(label == 3, disk) > 0.95 > iou(rect, disk)
+    assert not (label[~rect] != 0).any()  # outside every box: background
+
+
+def test_smallest_box_wins_where_boxes_overlap():
+    image, disk = scene()
+    image[22:27, 28:33] = (30, 30, 220)  # a small blue square in front of the disk
+    square = np.zeros(SIZE, bool)
+    square[22:27, 28:33] = True
+    boxes = np.array([[18, 12, 42, 36], [28, 22, 33, 27]], np.float32)
+    label, counts = grabcut_labels(image, boxes, np.array([3, 5]))
+    assert (label[square] == 5).all()
+    assert iou(label == 3, disk & ~square) > 0.9
+    assert counts["boxes"] == 2
+
+
+def test_all_fallbacks_equal_bbox_rect():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8)
+    boxes = np.array([[2, 3, 40, 30], [10, 10, 20.5, 44], [30.2, 1, 63, 47], [5, 5, 9, 8]])
+    labels = np.array([1, 2, 1, 4])
+    label, counts = grabcut_labels(image, boxes, labels, min_size=1000)
+    np.testing.assert_array_equal(label, rect_labels(boxes, labels, SIZE))
+    assert counts["fallback_small"] == 4 and counts["grabcut"] == 0
+
+
+def test_degenerate_boxes_fall_back_and_are_counted():
+    image, _ = scene()
+    boxes = np.array([[5, 5, 8, 30], [70, 50, 80, 60]], np.float32)
+    label, counts = grabcut_labels(image, boxes, np.array([1, 3]))
+    assert counts["fallback_small"] == 1  # 3 px wide
+    assert counts["skipped_empty_box"] == 1  # outside the image
+    np.testing.assert_array_equal(label, rect_labels(boxes[:1], [1], SIZE))
+    whole = np.array([[0, 0, 64, 48]], np.float32)
+    label, counts = grabcut_labels(image, whole, np.array([2]))
+    assert counts["fallback_no_background"] == 1
+    assert (label == 2).all()
+
+
+def test_no_foreground_falls_back_to_the_rectangle():
+    # A uniform image: both colour models are the same single colour, so the graph cut's
+    # smoothness term alone decides and GrabCut returns no foreground inside the box.
+    image = np.full((*SIZE, 3), 90, np.uint8)
+    boxes = np.array([[10, 10, 30, 30]], np.float32)
+    label, counts = grabcut_labels(image, boxes, np.array([2]))
+    assert counts["fallback_empty"] == 1
+    np.testing.assert_array_equal(label, rect_labels(boxes, [2], SIZE))
+
+
+def test_deterministic_and_empty_box_list():
+    image, _ = scene(3)
+    boxes = np.array([[18, 12, 42, 36], [0, 0, 30, 20]], np.float32)
+    first, _ = grabcut_labels(image, boxes, np.array([3, 1]))
+    second, _ = grabcut_labels(image, boxes, np.array([3, 1]))
+    np.testing.assert_array_equal(first, second)
+    label, counts = grabcut_labels(image, np.zeros((0, 4)), np.zeros(0))
+    assert not label.any() and counts["boxes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("boxes", "labels", "match"),
+    [
+        ([[10, 10, 5, 20]], [1], "x2 < x1"),
+        ([[0, 0, np.nan, 5]], [1], "non-finite"),
+        ([[0, 0, 5, 5]], [0], "1..254"),
+        ([[0, 0, 5, 5]], [1, 2], "K labels"),
+    ],
+)
+def test_bad_boxes_name_the_image(boxes, labels, match):
+    image, _ = scene()
+    with pytest.raises(ValueError, match=f"img_7.*{match}|{match}") as error:
+        grabcut_labels(image, np.array(boxes, float), np.array(labels), name="img_7")
+    assert "img_7" in str(error.value)
+
+
+def test_bad_image():
+    with pytest.raises(ValueError, match="img_7: expected an RGB uint8"):
+        grabcut_labels(np.zeros(SIZE, np.uint8), np.zeros((0, 4)), np.zeros(0), name="img_7")
