@@ -1,0 +1,593 @@
+"""The one LightningDataModule every wseg method trains on.
+
+A dataset reader, weak labels derived from full ones, the F/W split, joint augmentation, the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from wseg.data.datasets import DataWarning, dataset_classes, make_source
+from wseg.data.records import SegmentationSource
+from wseg.data.transforms import (
+    build_eval_transform,
+    build_train_transform,
+    collate,
+    transform_sample,
+)
+from wseg.data.weak import (
+    load_split,
+    make_strong_split,
+    save_split,
+    seed_from_id,
+    synthesize_scribbles,
+)
+
+STRONG_SPLIT_NAME = "strong_split.txt"
+
+
+class WeakSegDataset(Dataset):
+    """One split of a `SegmentationSource` as transformed per-image dicts (see `transform_sample`).
+
+    Args:
+        source: The reader of the split.
+        transform: The albumentations pipeline applied to every sample.
+        num_classes: Number of classes, background included.
+        strong_ids: Ids of the fully labelled subset F; None marks every image that has a mask.
+        indices: Positions in ``source`` that make up this dataset; None for all.
+        scribbles: ``none``, ``dataset`` (the reader's scribbles) or ``synthesize`` (from masks).
+        scribble_width: Stroke width of synthesised scribbles.
+        scribble_seed: Global seed of synthesised scribbles (mixed with each image id).
+        pseudo_store: A `wseg.labels.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
+
+    """
+
+    def __init__(
+        self,
+        source: SegmentationSource,
+        transform: Any,
+        num_classes: int,
+        strong_ids: set[str] | None = None,
+        indices: Sequence[int] | None = None,
+        scribbles: Literal["none", "dataset", "synthesize"] = "none",
+        scribble_width: int = 3,
+        scribble_seed: int = 0,
+        pseudo_store: Any = None,
+    ) -> None:
+        self.source = source
+        self.transform = transform
+        self.num_classes = num_classes
+        self.strong_ids = strong_ids
+        self.indices = list(range(len(source))) if indices is None else list(indices)
+        self.scribbles = scribbles
+        self.scribble_width = scribble_width
+        self.scribble_seed = scribble_seed
+        self.pseudo_store = pseudo_store
+        self._transform_seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        # albumentations draws from its own generator: seed it from torch's per-process seed, which
+        # `seed_everything` fixes in the main process and the DataLoader varies per worker/epoch.
+        torch_seed = torch.initial_seed()
+        if torch_seed != self._transform_seed:
+            self.transform.set_random_seed(torch_seed % 2**32)
+            self._transform_seed = torch_seed
+        sample = self.source[self.indices[index]]
+        where = f"image {sample.id!r} ({sample.source or 'no file'})"
+        if self.strong_ids is None:
+            strong = sample.mask is not None
+        else:
+            strong = sample.id in self.strong_ids
+            if strong and sample.mask is None:
+                raise ValueError(f"{where} is in the strong split but has no full mask")
+        scribble = None
+        if self.scribbles == "dataset":
+            if sample.scribble is None:
+                raise ValueError(f"{where} has no scribble; use scribbles='synthesize'")
+            scribble = sample.scribble
+        elif self.scribbles == "synthesize":
+            if sample.mask is None:
+                raise ValueError(f"{where} has no full mask to synthesise scribbles from")
+            scribble = synthesize_scribbles(
+                sample.mask,
+                sample.instance_masks,
+                width=self.scribble_width,
+                seed=seed_from_id(sample.id, self.scribble_seed),
+            )
+        pseudo = None if self.pseudo_store is None else self.pseudo_store.read(sample.id)
+        out = transform_sample(self.transform, sample, self.num_classes, scribble, pseudo)
+        out["strong"] = torch.tensor(strong)
+        return out
+
+
+class StrongWeakSampler(Sampler[int]):
+    """Order a training set so that every batch holds ``strong_per_batch`` images of F.
+
+    The semi-supervised methods (Papandreou et al. 2015; Ibrahim et al. 2020) mix a fixed number
+    of fully labelled images into every batch. An epoch is one pass over W (over F when every
+    slot is strong); F is reshuffled and cycled as often as needed. Use it with
+    ``DataLoader(batch_size=batch_size, drop_last=True)``.
+
+    Distributed training: with ``num_replicas`` R the sequence is laid out for Lightning's
+    ``DistributedSamplerWrapper`` (``use_distributed_sampler=True``, the default), which gives
+    rank r the items ``r, r + R, r + 2R, ...``; each block of ``R * batch_size`` items holds the
+    strong images first, so every rank's batch gets exactly ``strong_per_batch`` of them and the
+    ranks see disjoint images. The order depends on ``seed`` and an epoch counter that advances on
+    every pass (or is set by `set_epoch`), so all ranks agree.
+
+    Args:
+        strong_indices: Dataset positions of the images of F.
+        weak_indices: Dataset positions of the images of W.
+        batch_size: Images per batch on each rank.
+        strong_per_batch: Images of F in each batch (0..batch_size).
+        num_replicas: Number of distributed ranks R.
+        seed: Seed of the shuffles.
+
+    """
+
+    def __init__(
+        self,
+        strong_indices: Sequence[int],
+        weak_indices: Sequence[int],
+        batch_size: int,
+        strong_per_batch: int,
+        num_replicas: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if not 0 <= strong_per_batch <= batch_size:
+            raise ValueError(
+                f"strong_per_batch={strong_per_batch} must lie in [0, batch_size={batch_size}]"
+            )
+        if strong_per_batch > 0 and len(strong_indices) == 0:
+            raise ValueError(f"strong_per_batch={strong_per_batch} but the strong set F is empty")
+        if strong_per_batch < batch_size and len(weak_indices) == 0:
+            raise ValueError(
+                f"strong_per_batch={strong_per_batch} < batch_size={batch_size} but the weak set W "
+                "is empty"
+            )
+        self.strong = np.asarray(strong_indices, dtype=np.int64)
+        self.weak = np.asarray(weak_indices, dtype=np.int64)
+        self.batch_size = batch_size
+        self.strong_per_batch = strong_per_batch
+        self.num_replicas = num_replicas
+        self.seed = seed
+        self.epoch = 0
+        weak_per_block = (batch_size - strong_per_batch) * num_replicas
+        if weak_per_block > 0:
+            self.num_blocks = len(self.weak) // weak_per_block
+        else:
+            self.num_blocks = len(self.strong) // (batch_size * num_replicas)
+        if self.num_blocks == 0:
+            raise ValueError(
+                f"too few images for one batch per rank: |F|={len(self.strong)}, "
+                f"|W|={len(self.weak)}, batch_size={batch_size}, "
+                f"strong_per_batch={strong_per_batch}, ranks={num_replicas}"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose order the next pass yields.
+
+        Args:
+            epoch: The epoch number.
+
+        """
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_blocks * self.batch_size * self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        strong_per_block = self.strong_per_batch * self.num_replicas
+        weak_per_block = (self.batch_size - self.strong_per_batch) * self.num_replicas
+        weak = rng.permutation(self.weak)
+        needed = self.num_blocks * strong_per_block
+        rounds = -(-needed // len(self.strong)) if needed else 0
+        strong = np.concatenate([rng.permutation(self.strong) for _ in range(rounds)] or [[]])
+        for block in range(self.num_blocks):
+            yield from strong[block * strong_per_block : (block + 1) * strong_per_block].tolist()
+            yield from weak[block * weak_per_block : (block + 1) * weak_per_block].tolist()
+
+
+class WeakSegDataModule(L.LightningDataModule):
+    """The datamodule of every wseg method: full labels, weak labels derived from them, F/W split.
+
+    Batches are dicts (DESIGN section 3): ``image``, ``mask`` (255 where unknown; trusted only
+    where ``strong``), ``strong``, ``boxes``, ``box_mask``, ``box_label``, ``tags``, ``id``, plus
+    ``scribble`` and ``pseudo`` in training batches when configured. Training crops and augments;
+    validation, test and prediction use the full image, padded (with ignore) to the largest image
+    of the batch.
+
+    The strong/weak split is drawn once from the training ids (``num_strong`` or
+    ``strong_fraction`` with ``split_seed``), or read from ``strong_split_file`` when that file
+    exists (and written there when it does not). It is saved as ``strong_split.txt`` in the
+    trainer's log directory; an existing, different list there is an error, never overwritten.
+    Without a split (``strong_ids`` is None) every training image with a mask is strong.
+
+    Args:
+        dataset: Dataset layout: ``voc``, ``cityscapes``, ``coco`` or ``synthetic``.
+        root: Dataset root (for ``synthetic``, where the generated data lives or is written).
+        train_split: Split used for training.
+        val_split: Split used for validation (full images).
+        test_split: Split used for testing; None uses ``val_split``.
+        predict_split: Split used for prediction; None uses ``val_split``.
+        voc_mask_dir: VOC: ``auto``, ``SegmentationClass`` or ``SegmentationClassAug``.
+        box_source: VOC: boxes from ``auto``, ``instances`` (SegmentationObject) or ``xml``.
+        require_masks: VOC: fail on an image without a class mask (False: detection-only images).
+        cityscapes_protocol: Cityscapes: ``objects11`` (self-correction paper) or ``19`` classes.
+        coco_class_map: COCO: ``voc`` (20 VOC classes) or ``coco`` (80 classes).
+        scribbles: ``none``, ``dataset`` (the dataset's scribble files) or ``synthesize``.
+        scribble_dir: VOC: folder of ScribbleSup XMLs under root (synthetic: ``Scribbles``).
+        scribble_width: Stroke width in pixels of read or synthesised scribbles.
+        scribble_seed: Seed of synthesised scribbles (mixed with each image id).
+        num_strong: Size of the fully labelled subset F (exclusive with strong_fraction).
+        strong_fraction: Fraction of the training images in F.
+        split_seed: Seed of the F/W draw.
+        strong_split_file: Text file of F's ids: read when it exists, else written.
+        strong_only: Train only on F (the fully supervised baseline on the subset).
+        strong_per_batch: Fixed number of F images in every training batch (None: random mix).
+        pseudo_labels: Directory of a pseudo-label store read into the ``pseudo`` key.
+        skip_missing_pseudo: Drop training images the store lacks (counted warning) instead of
+            failing.
+        crop_size: Side of the square training crop.
+        scale_range: Range of the random training scale (DeepLab's 0.5-2.0 by default).
+        flip: Random horizontal flips in training.
+        color_jitter: Colour jitter strength in training (0: none, as in the papers).
+        batch_size: Training batch size (per device).
+        val_batch_size: Validation/test/predict batch size (per device).
+        num_workers: DataLoader worker processes; None uses min(4, CPU count).
+        pin_memory: Pin batches in page-locked memory for host-to-GPU copies; None: with CUDA.
+        persistent_workers: Keep workers alive between epochs (when num_workers > 0).
+        synthetic_num_train: Synthetic: number of training images generated.
+        synthetic_num_val: Synthetic: number of validation images generated.
+        synthetic_size: Synthetic: ``(height, width)`` of the generated images.
+        synthetic_seed: Synthetic: seed of the generator.
+
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["voc", "cityscapes", "coco", "synthetic"] = "synthetic",
+        root: str = "data/synthetic",
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        predict_split: str | None = None,
+        voc_mask_dir: Literal["auto", "SegmentationClass", "SegmentationClassAug"] = "auto",
+        box_source: Literal["auto", "instances", "xml"] = "auto",
+        require_masks: bool = True,
+        cityscapes_protocol: Literal["objects11", "19"] = "objects11",
+        coco_class_map: Literal["voc", "coco"] = "voc",
+        scribbles: Literal["none", "dataset", "synthesize"] = "none",
+        scribble_dir: str | None = None,
+        scribble_width: int = 3,
+        scribble_seed: int = 0,
+        num_strong: int | None = None,
+        strong_fraction: float | None = None,
+        split_seed: int = 0,
+        strong_split_file: str | None = None,
+        strong_only: bool = False,
+        strong_per_batch: int | None = None,
+        pseudo_labels: str | None = None,
+        skip_missing_pseudo: bool = False,
+        crop_size: int = 321,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        flip: bool = True,
+        color_jitter: float = 0.0,
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = False,
+        synthetic_num_train: int = 200,
+        synthetic_num_val: int = 50,
+        synthetic_size: tuple[int, int] = (128, 160),
+        synthetic_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if dataset not in ("voc", "cityscapes", "coco", "synthetic"):
+            raise ValueError(f"dataset must be voc, cityscapes, coco or synthetic, got {dataset!r}")
+        if num_strong is not None and strong_fraction is not None:
+            raise ValueError(
+                f"set num_strong ({num_strong}) or strong_fraction ({strong_fraction}), not both"
+            )
+        if num_strong is not None and num_strong < 0:
+            raise ValueError(f"num_strong must be >= 0, got {num_strong}")
+        if strong_fraction is not None and not 0.0 <= strong_fraction <= 1.0:
+            raise ValueError(f"strong_fraction must lie in [0, 1], got {strong_fraction}")
+        if crop_size <= 0:
+            raise ValueError(f"crop_size must be positive, got {crop_size}")
+        low, high = scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if scribble_width < 1:
+            raise ValueError(f"scribble_width must be >= 1, got {scribble_width}")
+        if scribbles not in ("none", "dataset", "synthesize"):
+            raise ValueError(f"scribbles must be none, dataset or synthesize, got {scribbles!r}")
+        if scribbles == "dataset" and dataset in ("cityscapes", "coco"):
+            raise ValueError(
+                f"scribbles='dataset' needs scribble files, which the {dataset} layout has "
+                "none of; use scribbles='synthesize'"
+            )
+        if scribbles == "dataset" and dataset == "voc" and scribble_dir is None:
+            raise ValueError("scribbles='dataset' on voc needs scribble_dir (the XML folder)")
+        if strong_per_batch is not None:
+            if not 0 <= strong_per_batch <= batch_size:
+                raise ValueError(
+                    f"strong_per_batch={strong_per_batch} must lie in [0, batch_size={batch_size}]"
+                )
+            if strong_only:
+                raise ValueError("strong_per_batch has no effect with strong_only=True; drop one")
+        has_split = num_strong is not None or strong_fraction is not None or strong_split_file
+        if (strong_only or strong_per_batch is not None) and not has_split:
+            raise ValueError(
+                f"strong_only={strong_only}, strong_per_batch={strong_per_batch} need a "
+                "strong/weak split: set num_strong, strong_fraction or strong_split_file"
+            )
+        self.dataset = dataset
+        self.root = root
+        self.train_split = train_split
+        self.val_split = val_split
+        self.test_split = test_split or val_split
+        self.predict_split = predict_split or val_split
+        self.scribbles = scribbles
+        self.scribble_width = scribble_width
+        self.scribble_seed = scribble_seed
+        self.num_strong = num_strong
+        self.strong_fraction = strong_fraction
+        self.split_seed = split_seed
+        self.strong_split_file = strong_split_file
+        self.strong_only = strong_only
+        self.strong_per_batch = strong_per_batch
+        self.pseudo_labels = pseudo_labels
+        self.skip_missing_pseudo = skip_missing_pseudo
+        self.crop_size = crop_size
+        self.scale_range = (float(low), float(high))
+        self.flip = flip
+        self.color_jitter = color_jitter
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers
+        self.synthetic_options = {
+            "num_train": synthetic_num_train,
+            "num_val": synthetic_num_val,
+            "size": tuple(synthetic_size),
+            "seed": synthetic_seed,
+        }
+        self.source_options: dict[str, Any] = {}
+        if dataset in ("voc", "synthetic"):
+            reads_scribbles = scribbles == "dataset"
+            self.source_options = {
+                "box_source": box_source,
+                "require_masks": require_masks,
+                "scribble_width": scribble_width,
+                "scribble_dir": scribble_dir if reads_scribbles else None,
+            }
+            if dataset == "voc":
+                self.source_options["mask_dir"] = voc_mask_dir
+            elif reads_scribbles and scribble_dir is None:
+                del self.source_options["scribble_dir"]  # the reader's default for synthetic
+        elif dataset == "cityscapes":
+            self.source_options = {"protocol": cityscapes_protocol}
+        else:
+            self.source_options = {"class_map": coco_class_map}
+        self._class_names = dataset_classes(dataset, **self.source_options)
+        self.strong_ids: set[str] | None = None
+        self.train_dataset: WeakSegDataset | None = None
+        self.val_dataset: WeakSegDataset | None = None
+        self.test_dataset: WeakSegDataset | None = None
+        self.predict_dataset: WeakSegDataset | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names, background first (known without reading any file)."""
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, background included."""
+        return len(self._class_names)
+
+    def make_source(self, split: str) -> SegmentationSource:
+        """Build the reader of one split with this datamodule's dataset options.
+
+        Args:
+            split: The split name.
+
+        Returns:
+            The reader.
+
+        """
+        return make_source(self.dataset, self.root, split, **self.source_options)
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset at ``root`` if it is not there (rank 0 of each node)."""
+        if self.dataset == "synthetic":
+            from wseg.data.synthetic import generate_synthetic
+
+            generate_synthetic(self.root, **self.synthetic_options)
+
+    def setup(self, stage: str) -> None:
+        """Read the split lists, draw or load the F/W split, open the pseudo-label store.
+
+        Args:
+            stage: ``fit``, ``validate``, ``test`` or ``predict``.
+
+        """
+        if stage == "fit" and self.train_dataset is None:
+            self.train_dataset = self._train_dataset()
+        if stage in ("fit", "validate") and self.val_dataset is None:
+            self.val_dataset = self._eval_dataset(self.val_split)
+        if stage == "test" and self.test_dataset is None:
+            self.test_dataset = self._eval_dataset(self.test_split)
+        if stage == "predict" and self.predict_dataset is None:
+            self.predict_dataset = self._eval_dataset(self.predict_split)
+        if stage == "fit":
+            self._save_split_to_log_dir()
+
+    def _eval_dataset(self, split: str) -> WeakSegDataset:
+        return WeakSegDataset(self.make_source(split), build_eval_transform(), self.num_classes)
+
+    def _train_dataset(self) -> WeakSegDataset:
+        source = self.make_source(self.train_split)
+        self._check_classes(source)
+        ids = list(source.ids)
+        self.strong_ids = self._strong_split(ids)
+        positions = list(range(len(ids)))
+        if self.strong_only and self.strong_ids is not None:
+            positions = [i for i in positions if ids[i] in self.strong_ids]
+        store = None
+        if self.pseudo_labels is not None:
+            store = self._open_store()
+            missing = [ids[i] for i in positions if not store.has(ids[i])]
+            if missing and not self.skip_missing_pseudo:
+                raise FileNotFoundError(
+                    f"pseudo-label store {store.path} has no label for {len(missing)} of "
+                    f"{len(positions)} training images, e.g. {missing[:3]}; generate them or "
+                    "set skip_missing_pseudo=True"
+                )
+            if missing:
+                warnings.warn(
+                    f"pseudo-label store {store.path}: skipping {len(missing)} of "
+                    f"{len(positions)} training images without a label, e.g. {missing[:3]}",
+                    DataWarning,
+                    stacklevel=2,
+                )
+                lacking = set(missing)
+                positions = [i for i in positions if ids[i] not in lacking]
+        transform = build_train_transform(
+            self.crop_size, self.scale_range, self.flip, self.color_jitter
+        )
+        return WeakSegDataset(
+            source,
+            transform,
+            self.num_classes,
+            strong_ids=self.strong_ids,
+            indices=list(positions),
+            scribbles=self.scribbles,
+            scribble_width=self.scribble_width,
+            scribble_seed=self.scribble_seed,
+            pseudo_store=store,
+        )
+
+    def _check_classes(self, source: SegmentationSource) -> None:
+        if tuple(source.classes) != self.class_names:
+            raise ValueError(
+                f"the {self.dataset} reader reports classes {tuple(source.classes)}, but "
+                f"the datamodule announced {self.class_names}"
+            )
+
+    def _strong_split(self, ids: list[str]) -> set[str] | None:
+        split_file = Path(self.strong_split_file) if self.strong_split_file else None
+        if split_file is not None and split_file.exists():
+            strong = load_split(split_file)
+            unknown = sorted(set(strong) - set(ids))
+            if unknown:
+                raise ValueError(
+                    f"strong_split_file={str(split_file)!r} lists {len(unknown)} ids that are "
+                    f"not in the {self.train_split!r} split, e.g. {unknown[:3]}"
+                )
+            if self.num_strong is not None and self.num_strong != len(strong):
+                raise ValueError(
+                    f"strong_split_file={str(split_file)!r} holds {len(strong)} ids but "
+                    f"num_strong={self.num_strong}"
+                )
+            return set(strong)
+        if self.num_strong is None and self.strong_fraction is None:
+            if split_file is not None:
+                raise ValueError(
+                    f"strong_split_file={str(split_file)!r} does not exist; set num_strong or "
+                    "strong_fraction to draw a split and write it there"
+                )
+            return None
+        strong = make_strong_split(ids, self.num_strong, self.strong_fraction, self.split_seed)
+        if split_file is not None:
+            save_split(strong, split_file)
+        return strong
+
+    def _save_split_to_log_dir(self) -> None:
+        configured = self.num_strong is not None or self.strong_fraction is not None
+        if not (configured or self.strong_split_file) or self.strong_ids is None:
+            return
+        trainer = self.trainer
+        if trainer is None or not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        save_split(self.strong_ids, Path(trainer.log_dir) / STRONG_SPLIT_NAME)
+
+    def _open_store(self) -> Any:
+        from wseg.labels.store import PseudoLabelStore, StoreError
+
+        try:
+            return PseudoLabelStore(self.pseudo_labels)
+        except StoreError as error:
+            raise ValueError(f"pseudo_labels={self.pseudo_labels!r}: {error}") from error
+
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            collate_fn=collate,
+            **kwargs,
+        )
+
+    def _require(self, dataset: WeakSegDataset | None, stage: str) -> WeakSegDataset:
+        if dataset is None:
+            raise RuntimeError(f"call setup({stage!r}) before asking for its dataloader")
+        return dataset
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches (fixed F share per batch with strong_per_batch)."""
+        dataset = self._require(self.train_dataset, "fit")
+        if self.strong_per_batch is None:
+            drop_last = len(dataset) > self.batch_size
+            return self._loader(dataset, self.batch_size, shuffle=True, drop_last=drop_last)
+        assert self.strong_ids is not None  # __init__ requires a split with strong_per_batch
+        ids = dataset.source.ids
+        strong = [k for k, i in enumerate(dataset.indices) if ids[i] in self.strong_ids]
+        weak = [k for k, i in enumerate(dataset.indices) if ids[i] not in self.strong_ids]
+        trainer = self.trainer
+        sampler = StrongWeakSampler(
+            strong,
+            weak,
+            self.batch_size,
+            self.strong_per_batch,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            seed=self.split_seed,
+        )
+        return self._loader(dataset, self.batch_size, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Full-image validation batches."""
+        return self._loader(self._require(self.val_dataset, "validate"), self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        """Full-image test batches."""
+        return self._loader(self._require(self.test_dataset, "test"), self.val_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Full-image prediction batches."""
+        return self._loader(self._require(self.predict_dataset, "predict"), self.val_batch_size)
