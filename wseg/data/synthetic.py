@@ -542,9 +542,13 @@ def generate_synthetic(
         return out
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            found = manifest.read_text() if manifest.is_file() else "files without a manifest"
+            found = (
+                json.dumps(json.loads(manifest.read_text()))
+                if manifest.is_file()
+                else "files without a manifest"
+            )
             raise FileExistsError(
-                f"{out} already holds a different dataset ({found.strip()}); wanted {config}. "
+                f"{out} already holds a different dataset ({found}); wanted {json.dumps(config)}. "
                 "Choose another folder or pass overwrite=True (--overwrite)."
             )
         for name in (*LAYOUTS, MANIFEST):
