@@ -104,7 +104,8 @@ def evaluate_store(
     Returns:
         JSON-serialisable dict: ``miou``, ``per_class_iou``, ``void_fraction``, ``fbeta``,
         ``fbeta_boxes``, ``per_class_fbeta`` (class name -> value; None where undefined),
-        ``images``, ``boxes``, ``missing`` (split ids without a label), ``without_mask``.
+        ``confusion`` (rows true, columns pseudo label), ``images``, ``boxes``, ``missing`` (split
+        ids without a label), ``without_mask``.
 
     Raises:
         ValueError: For a soft store, or a label whose size differs from its image.
@@ -158,6 +159,7 @@ def evaluate_store(
         "per_class_fbeta": {
             name: per_class_fbeta.get(c) for c, name in enumerate(classes) if c > 0
         },
+        "confusion": confusion.tolist(),
         "images": images,
         "boxes": len(all_scores),
         "missing": missing,
