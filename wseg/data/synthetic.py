@@ -158,15 +158,15 @@ def _shape_polygon(rng: np.random.Generator, box: tuple[int, int, int, int]) -> 
         radius = np.ones_like(theta)
     elif kind == "star":
         spikes = rng.integers(4, 8)
-        inner = rng.uniform(0.45, 0.75)
+        inner = rng.uniform(0.55, 0.8)
         radius = inner + (1 - inner) * (np.cos(spikes * theta) > 0)
     elif kind == "blob":
         radius = np.ones_like(theta)
         for order in (2, 3, 4):
             radius += rng.uniform(0, 0.22) * np.cos(order * theta + rng.uniform(0, 2 * np.pi))
     else:
-        theta = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(5, 9)))
-        radius = rng.uniform(0.7, 1.0, len(theta))
+        theta = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(6, 10)))
+        radius = rng.uniform(0.75, 1.0, len(theta))
     angle = rng.uniform(0, np.pi)
     x = radius * np.cos(theta + angle)
     y = radius * np.sin(theta + angle)
