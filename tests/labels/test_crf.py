@@ -10,7 +10,7 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from wseg.labels._crf_torch import PermutohedralLattice, _unique_rows
+from wseg.labels._crf_torch import PermutohedralLattice, _hash_lattice
 from wseg.labels.crf import DenseCRFParams, dense_crf, unary_from_labels
 
 TINY_COCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "tiny_coco"
@@ -203,13 +203,23 @@ def test_lattice_filter_approximates_a_gaussian_and_is_linear():
     assert (lat_avg[0] - exact_avg).abs().mean() < 0.02
 
 
-def test_unique_rows_packs_or_falls_back_consistently():
-    rows = torch.tensor([[1, 2], [3, 4], [1, 2], [-5, 4]])
-    ids, count = _unique_rows(rows)
-    assert count == 3 and ids[0] == ids[2] and len({int(i) for i in ids}) == 3
-    wide = rows * (1 << 40)  # spans too wide to pack into one int64: compared row-wise
-    wide_ids, wide_count = _unique_rows(wide)
-    assert wide_count == 3 and wide_ids[0] == wide_ids[2] and len({int(i) for i in wide_ids}) == 3
+@pytest.mark.parametrize("scale", [1, 1 << 40])  # 2**40: too wide to pack, compared row-wise
+def test_hash_lattice_ids_and_neighbours_match_a_dictionary(scale):
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randint(-4, 5, (300, 3), generator=gen)
+    shifts = torch.tensor([[1, 0, 0], [-1, 2, 0], [1, 1, -1]])
+    ids, neighbours, count = _hash_lattice(rows * scale, shifts * scale)
+    distinct = {tuple(r) for r in rows.tolist()}
+    assert count == len(distinct)
+    key_of = {}
+    for row, i in zip(rows.tolist(), ids.tolist()):
+        assert key_of.setdefault(i, tuple(row)) == tuple(row)  # one id, one key
+    for s, shift in enumerate(shifts.tolist()):
+        for sign, direction in ((1, 0), (-1, 1)):
+            for i, key in key_of.items():
+                target = tuple(k + sign * t for k, t in zip(key, shift))
+                found = int(neighbours[s, direction, i])
+                assert key_of.get(found) == target if target in distinct else found == count
 
 
 def test_bad_inputs_raise_clear_errors():

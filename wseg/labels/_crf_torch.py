@@ -16,28 +16,43 @@ from torch import Tensor
 _INT64_BITS = 62
 
 
-def _unique_rows(rows: Tensor) -> tuple[Tensor, int]:
-    """Return an id per row of an integer matrix (equal rows share an id) and the number of ids.
+def _hash_lattice(rows: Tensor, shifts: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Give each distinct key an id and find its neighbours ``key + shift`` and ``key - shift``.
 
-    Rows are packed into one int64 per row (mixed radix over each column's range) when that fits,
-    which makes `torch.unique` one-dimensional and fast; otherwise rows are compared as rows.
+    The integer keys are packed into one int64 each (mixed radix over each column's range, padded
+    by the largest shift so that neighbours cannot wrap), which makes ``torch.unique`` and the
+    neighbour look-up (``searchsorted``) one-dimensional. Keys too wide to pack are compared as
+    rows instead (slower, same result).
 
     Args:
-        rows: integer tensor of shape (R, K).
+        rows: integer keys, (R, K).
+        shifts: integer neighbour offsets, (S, K).
 
     Returns:
-        The ids (long, shape R, values in [0, U)) and U.
+        The id of each row (R,), the ids of the neighbours (S, 2, M) with M (the number of distinct
+        keys) for a missing neighbour, and M.
 
     """
-    lo = rows.amin(dim=0)
-    span = rows.amax(dim=0) - lo + 1
+    pad = shifts.abs().amax(dim=0)
+    lo = rows.amin(dim=0) - pad
+    span = rows.amax(dim=0) + pad - lo + 1
     if float(torch.log2(span.double()).sum()) < _INT64_BITS:
         strides = torch.cumprod(torch.cat([span.new_ones(1), span[:-1]]), dim=0)
-        packed = ((rows - lo) * strides).sum(dim=1)
-        _, ids = torch.unique(packed, return_inverse=True)
-    else:
-        _, ids = torch.unique(rows, dim=0, return_inverse=True)
-    return ids, int(ids.max()) + 1 if ids.numel() else 0
+        keys, ids = torch.unique(((rows - lo) * strides).sum(dim=1), return_inverse=True)
+        m = keys.numel()
+        step = (shifts * strides).sum(dim=1)
+        wanted = keys + torch.stack([step, -step], dim=1).unsqueeze(-1)  # (S, 2, M)
+        found = torch.searchsorted(keys, wanted.reshape(-1)).clamp(max=m - 1).view(wanted.shape)
+        return ids, torch.where(keys[found] == wanted, found, m), m
+    keys, ids = torch.unique(rows, dim=0, return_inverse=True)
+    m = keys.shape[0]
+    wanted = keys.unsqueeze(0).unsqueeze(0) + torch.stack([shifts, -shifts], dim=1).unsqueeze(2)
+    _, all_ids = torch.unique(
+        torch.cat([keys, wanted.reshape(-1, keys.shape[1])]), dim=0, return_inverse=True
+    )
+    to_key = torch.full((int(all_ids.max()) + 1,), m, dtype=torch.long, device=rows.device)
+    to_key[all_ids[:m]] = torch.arange(m, device=rows.device)
+    return ids, to_key[all_ids[m:]].view(shifts.shape[0], 2, m), m
 
 
 class PermutohedralLattice:
@@ -114,25 +129,14 @@ class PermutohedralLattice:
         rows = torch.cat(
             [keys.reshape(-1, d), image_index.repeat_interleave(d + 1).unsqueeze(1)], dim=1
         )
-        ids, self.num_vertices = _unique_rows(rows)
-        offsets = ids.view(p, d + 1)
-        m = self.num_vertices
-        vertex_rows = rows.new_empty(m, d + 1)
-        vertex_rows[ids] = rows
-
         # Blur neighbours along each lattice axis j: key -/+ 1 everywhere, +/- d on axis j itself.
-        shifts = torch.full((d + 1, d), -1, device=device, dtype=torch.long)
+        shifts = torch.full((d + 1, d + 1), -1, device=device, dtype=torch.long)
         shifts[torch.arange(d), torch.arange(d)] = d
-        shifts = torch.cat([shifts, torch.zeros(d + 1, 1, dtype=torch.long, device=device)], dim=1)
-        n1 = vertex_rows.unsqueeze(0) + shifts.unsqueeze(1)  # (d+1, M, d+1)
-        n2 = vertex_rows.unsqueeze(0) - shifts.unsqueeze(1)
-        all_ids, total = _unique_rows(
-            torch.cat([vertex_rows, n1.reshape(-1, d + 1), n2.reshape(-1, d + 1)])
-        )
-        to_vertex = torch.full((total,), m, dtype=torch.long, device=device)
-        to_vertex[all_ids[:m]] = torch.arange(m, device=device)
-        neighbours = to_vertex[all_ids[m:]].view(2, d + 1, m)
-        self.neighbours = neighbours.permute(1, 0, 2).contiguous()  # (d+1, 2, M); M = missing
+        shifts[:, d] = 0  # the image index
+        ids, self.neighbours, m = _hash_lattice(rows, shifts)  # neighbours: (d+1, 2, M)
+        self.num_vertices = m
+        offsets = ids.view(p, d + 1)
+
         # Splat (vertices x points) and slice (points x vertices) as CSR matrices: sparse-dense
         # products are several times faster than index_add / gather loops on CPU and CUDA.
         alpha = 1.0 / (1.0 + 2.0 ** (-d))

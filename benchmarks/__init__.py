@@ -1,0 +1,1 @@
+"""Measured comparisons (speed ratios, label quality), run by hand or with make bench."""
