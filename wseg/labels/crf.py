@@ -109,8 +109,8 @@ def unary_from_labels(
 def _check_inputs(images: Tensor, probs: Tensor, clamp: Tensor | None) -> None:
     if images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8 RGB in 0-255, got {images.dtype}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (B, 3, H, W), B >= 1, got {tuple(images.shape)}")
     if not probs.dtype.is_floating_point:
         raise TypeError(f"probs must be floating point, got {probs.dtype}")
     if probs.ndim != 4 or probs.shape[0] != images.shape[0] or probs.shape[2:] != images.shape[2:]:
@@ -118,8 +118,8 @@ def _check_inputs(images: Tensor, probs: Tensor, clamp: Tensor | None) -> None:
             f"probs must have shape (B, L, H, W) matching images {tuple(images.shape)}, "
             f"got {tuple(probs.shape)}"
         )
-    if probs.shape[1] < 2:
-        raise ValueError(f"probs needs at least 2 labels, got {probs.shape[1]}")
+    if probs.shape[1] < 1:
+        raise ValueError(f"probs needs at least 1 label, got {probs.shape[1]}")
     if clamp is not None:
         if clamp.shape != (probs.shape[0], *probs.shape[2:]):
             raise ValueError(
@@ -235,12 +235,14 @@ def dense_crf(
 
     - ``"pydensecrf"``: the reference (Krähenbühl's C++ code), CPU, one image at a time, optionally
       in a process pool of ``num_workers`` processes. Computes in float32.
-    - ``"torch"``: the same lattice and mean field re-implemented in vectorised PyTorch (scatter /
-      gather on a hashed lattice, all images of a batch in one lattice), on the device of ``probs``
+    - ``"torch"``: the same lattice and mean field re-implemented in vectorised PyTorch (sparse
+      splat/slice matrices and gathers on a hashed lattice; all images of a batch share one
+      lattice, keyed by image), on the device of ``probs``
       and in its dtype (float32 or float64). No window or downsampling: it approximates the full
       Gaussian exactly as pydensecrf does, so labels agree up to float rounding (>= 99% of pixels
-      in the tests). Option ``max_batch`` (int) bounds how many images share one lattice (memory:
-      about 1 KB per pixel for 21 labels in float32).
+      in the tests). Option ``max_batch`` (int) bounds how many images share one lattice (memory,
+      estimated: 1-2 KB per pixel for 21 labels in float32). Inference runs without autograd; the
+      differentiable CRF term for training is ``wseg.losses.DenseCRFLoss``.
 
     Args:
         images: uint8 RGB images, (B, 3, H, W) (a single image as (1, 3, H, W); from an OpenCV
