@@ -88,6 +88,14 @@ def test_box_unaries_hand_computed():
     np.testing.assert_array_equal(clamp, expected)
 
 
+@pytest.mark.parametrize("name", ["rect", "grabcut", "crf"])
+def test_image_without_boxes_is_all_background(name):
+    sample, _ = disk_sample()
+    sample.boxes, sample.labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    label, _ = build_generator(name)(sample, 4)
+    assert label.shape == sample.size and not label.any()
+
+
 def test_rect_generator_is_bbox_rect():
     sample, _ = disk_sample()
     label, counts = RectGenerator()(sample, 4)

@@ -208,6 +208,8 @@ class CRFGenerator(LabelGenerator):
         classes, probs, clamp = box_unaries(
             sample.boxes, sample.labels, sample.size, self.alpha, self.box_prior
         )
+        if len(classes) == 1:  # no box: all background, nothing for the CRF to decide
+            return np.zeros(sample.size, np.uint8), Counter(boxes=0)
         image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1)))[None]
         refined = dense_crf(
             image,
@@ -291,7 +293,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(source: SegmentationSource, generator: LabelGenerator, store_path: str) -> None:
-    """Pool initializer: one thread per process; keep the job's objects in the worker."""
+    """Pool initializer: one thread per worker process; keep the job's objects in the worker."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     _WORKER.update(source=source, generator=generator, store=PseudoLabelStore(store_path))
@@ -302,7 +304,13 @@ def _run_one(index: int) -> tuple[str, dict[str, int], float]:
     source, generator, store = _WORKER["source"], _WORKER["generator"], _WORKER["store"]
     sample = source[index]
     start = time.perf_counter()
-    label, counts = generator(sample, source.num_classes)
+    try:
+        label, counts = generator(sample, source.num_classes)
+    except Exception as error:
+        where = f"{sample.id} ({sample.source})" if sample.source else sample.id
+        raise RuntimeError(
+            f"generator {generator.name!r} failed on image {where}: {error}"
+        ) from error
     seconds = time.perf_counter() - start
     if generator.kind == "hard" and tuple(label.shape) != sample.size:
         raise ValueError(
@@ -370,7 +378,7 @@ def generate(
         disable=not progress or rank != 0,
     )
     if workers == 1 or len(todo) <= 1:
-        _init_worker(source, generator, str(store.path))
+        _WORKER.update(source=source, generator=generator, store=store)
         results = map(_run_one, todo)
         pool = None
     else:
@@ -386,6 +394,7 @@ def generate(
             bar.update()
     finally:
         bar.close()
+        _WORKER.clear()
         if pool is not None:
             pool.terminate()
             pool.join()
