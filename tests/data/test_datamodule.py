@@ -1,17 +1,18 @@
+import inspect
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from lightning import Trainer
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from jsonargparse import ArgumentParser
+from lightning import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from tests.data.fixtures_datamodule import CLASSES, MemorySource
 from wseg.data import StrongWeakSampler, WeakSegDataModule
 from wseg.data.datasets import SYNTHETIC_CLASSES, DataWarning
 from wseg.data.synthetic import generate_synthetic
-from wseg.data.weak import load_split, save_split
+from wseg.data.weak import load_split, make_strong_split, save_split
 
 NUM_TRAIN, NUM_VAL, SIZE = 10, 3, (32, 40)
 
@@ -217,13 +218,15 @@ def test_strong_per_batch_fixes_the_share_of_strong_images(synthetic_root):
 def test_strong_weak_sampler_shards_across_ranks(batch_size, strong_per_batch):
     strong, weak = list(range(8)), list(range(8, 40))
     ranks = 2
-    sampler = StrongWeakSampler(strong, weak, batch_size, strong_per_batch, num_replicas=ranks)
-    shards = []
-    for rank in range(ranks):
-        wrapper = DistributedSamplerWrapper(sampler, num_replicas=ranks, rank=rank, shuffle=False)
-        sampler.set_epoch(0)
-        shards.append(list(wrapper))
-    assert len(shards[0]) == len(shards[1]) == len(sampler) // ranks
+    samplers = [
+        StrongWeakSampler(strong, weak, batch_size, strong_per_batch, ranks, rank)
+        for rank in range(ranks)
+    ]
+    shards = [list(sampler) for sampler in samplers]
+    assert len(shards[0]) == len(shards[1]) == len(samplers[0])
+    weak_per_batch = batch_size - strong_per_batch
+    pool, per_block = (weak, weak_per_batch) if weak_per_batch else (strong, batch_size)
+    assert len(samplers[0]) == batch_size * (len(pool) // (per_block * ranks))
     for shard in shards:
         for start in range(0, len(shard), batch_size):
             batch = shard[start : start + batch_size]
@@ -231,6 +234,7 @@ def test_strong_weak_sampler_shards_across_ranks(batch_size, strong_per_batch):
     weak_items = [i for shard in shards for i in shard if i >= 8]
     assert len(weak_items) == len(set(weak_items))  # ranks see disjoint weak images
     # the epoch counter advances on each pass: a new order, identical for the same epoch
+    sampler = samplers[0]
     sampler.set_epoch(3)
     first = list(sampler)
     sampler.set_epoch(3)
@@ -371,3 +375,54 @@ def test_in_memory_source_with_synthesised_scribbles():
     labelled = batch["scribble"] != 255
     assert labelled.any()
     assert torch.equal(batch["scribble"][labelled], batch["mask"][labelled])
+
+
+def test_cli_parser_builds_and_documents_every_argument():
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(WeakSegDataModule, "data")
+    config = parser.parse_args(["--data.num_strong=3", "--data.scale_range=[0.5, 1.5]"])
+    assert config.data.num_strong == 3 and tuple(config.data.scale_range) == (0.5, 1.5)
+    docstring = WeakSegDataModule.__doc__
+    for name in inspect.signature(WeakSegDataModule).parameters:
+        assert f"\n        {name}: " in docstring, name
+
+
+class _RecordBatches(LightningModule):
+    def __init__(self, out_dir):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.out_dir = out_dir
+
+    def training_step(self, batch, batch_idx):
+        line = f"{self.global_rank} {int(batch['strong'].sum())} {' '.join(batch['id'])}\n"
+        with open(self.out_dir / f"rank{self.global_rank}.txt", "a") as file:
+            file.write(line)
+        return (self.weight * batch["image"].mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.slow
+def test_strong_per_batch_under_ddp_on_cpu(synthetic_root, tmp_path):
+    dm = make_dm(synthetic_root, num_strong=4, strong_per_batch=1, batch_size=2)
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_RecordBatches(tmp_path), datamodule=dm)
+    lines = [line.split() for rank in (0, 1) for line in open(tmp_path / f"rank{rank}.txt")]
+    strong = make_strong_split(dm.make_source("train").ids, num_strong=4, seed=0)
+    assert len(lines) == 2 * ((NUM_TRAIN - 4) // 2)  # two ranks, each a third of W per epoch
+    for _, count, *ids in lines:
+        assert int(count) == 1 and sum(i in strong for i in ids) == 1
+    weak_seen = [i for _, _, *ids in lines for i in ids if i not in strong]
+    assert sorted(weak_seen) == sorted(set(dm.make_source("train").ids) - strong)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wseg.data.datasets import DataWarning, dataset_classes, make_source
 from wseg.data.records import SegmentationSource
@@ -112,7 +112,7 @@ class WeakSegDataset(Dataset):
         return out
 
 
-class StrongWeakSampler(Sampler[int]):
+class StrongWeakSampler(DistributedSampler):
     """Order a training set so that every batch holds ``strong_per_batch`` images of F.
 
     The semi-supervised methods (Papandreou et al. 2015; Ibrahim et al. 2020) mix a fixed number
@@ -120,21 +120,21 @@ class StrongWeakSampler(Sampler[int]):
     slot is strong); F is reshuffled and cycled as often as needed. Use it with
     ``DataLoader(batch_size=batch_size, drop_last=True)``.
 
-    Distributed training: with ``num_replicas`` R the sequence is laid out for Lightning's
-    ``DistributedSamplerWrapper`` (``use_distributed_sampler=True``, the default), which gives
-    rank r the items ``r, r + R, r + 2R, ...``; each block of ``R * batch_size`` items holds the
-    strong images first, so every rank's batch gets exactly ``strong_per_batch`` of them and the
-    ranks see disjoint images. The order depends on ``seed`` and an epoch counter that advances on
-    every pass (or is set by `set_epoch`), so all ranks agree.
+    Distributed training: the sampler shards by itself. All ranks draw the same global order
+    (from ``seed`` and the epoch) in blocks of ``num_replicas * batch_size`` images and rank r
+    takes its own slice of each block's strong and weak parts, so every rank's batch holds
+    exactly ``strong_per_batch`` images of F and the ranks see disjoint images of W. Being a
+    `DistributedSampler`, Lightning uses it as it is instead of wrapping it. The epoch is set by
+    `set_epoch` (Lightning calls it) and also advances after every pass.
 
     Args:
         strong_indices: Dataset positions of the images of F.
         weak_indices: Dataset positions of the images of W.
         batch_size: Images per batch on each rank.
         strong_per_batch: Images of F in each batch (0..batch_size).
-        num_replicas: Number of distributed ranks R.
+        num_replicas: Number of distributed ranks.
+        rank: This process's rank.
         seed: Seed of the shuffles.
-
     """
 
     def __init__(
@@ -144,6 +144,7 @@ class StrongWeakSampler(Sampler[int]):
         batch_size: int,
         strong_per_batch: int,
         num_replicas: int = 1,
+        rank: int = 0,
         seed: int = 0,
     ) -> None:
         if not 0 <= strong_per_batch <= batch_size:
@@ -157,16 +158,15 @@ class StrongWeakSampler(Sampler[int]):
                 f"strong_per_batch={strong_per_batch} < batch_size={batch_size} but the weak set W "
                 "is empty"
             )
+        all_indices = [*strong_indices, *weak_indices]
+        super().__init__(all_indices, num_replicas, rank, shuffle=True, seed=seed, drop_last=True)
         self.strong = np.asarray(strong_indices, dtype=np.int64)
         self.weak = np.asarray(weak_indices, dtype=np.int64)
         self.batch_size = batch_size
         self.strong_per_batch = strong_per_batch
-        self.num_replicas = num_replicas
-        self.seed = seed
-        self.epoch = 0
-        weak_per_block = (batch_size - strong_per_batch) * num_replicas
-        if weak_per_block > 0:
-            self.num_blocks = len(self.weak) // weak_per_block
+        weak_per_batch = batch_size - strong_per_batch
+        if weak_per_batch > 0:
+            self.num_blocks = len(self.weak) // (weak_per_batch * num_replicas)
         else:
             self.num_blocks = len(self.strong) // (batch_size * num_replicas)
         if self.num_blocks == 0:
@@ -176,30 +176,23 @@ class StrongWeakSampler(Sampler[int]):
                 f"strong_per_batch={strong_per_batch}, ranks={num_replicas}"
             )
 
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch whose order the next pass yields.
-
-        Args:
-            epoch: The epoch number.
-
-        """
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return self.num_blocks * self.batch_size * self.num_replicas
+        return self.num_blocks * self.batch_size
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
-        strong_per_block = self.strong_per_batch * self.num_replicas
-        weak_per_block = (self.batch_size - self.strong_per_batch) * self.num_replicas
+        strong_count, weak_count = self.strong_per_batch, self.batch_size - self.strong_per_batch
         weak = rng.permutation(self.weak)
-        needed = self.num_blocks * strong_per_block
+        needed = self.num_blocks * strong_count * self.num_replicas
         rounds = -(-needed // len(self.strong)) if needed else 0
         strong = np.concatenate([rng.permutation(self.strong) for _ in range(rounds)] or [[]])
+        strong = strong.astype(np.int64)
         for block in range(self.num_blocks):
-            yield from strong[block * strong_per_block : (block + 1) * strong_per_block].tolist()
-            yield from weak[block * weak_per_block : (block + 1) * weak_per_block].tolist()
+            first = (block * self.num_replicas + self.rank) * strong_count
+            yield from strong[first : first + strong_count].tolist()
+            first = (block * self.num_replicas + self.rank) * weak_count
+            yield from weak[first : first + weak_count].tolist()
 
 
 class WeakSegDataModule(L.LightningDataModule):
@@ -531,9 +524,12 @@ class WeakSegDataModule(L.LightningDataModule):
         if not (configured or self.strong_split_file) or self.strong_ids is None:
             return
         trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero or trainer.log_dir is None:
+        if trainer is None:
             return
-        save_split(self.strong_ids, Path(trainer.log_dir) / STRONG_SPLIT_NAME)
+        # `log_dir` is a broadcast from rank 0: every rank must ask, only rank 0 writes.
+        log_dir = trainer.log_dir
+        if trainer.is_global_zero and log_dir is not None:
+            save_split(self.strong_ids, Path(log_dir) / STRONG_SPLIT_NAME)
 
     def _open_store(self) -> Any:
         from wseg.labels.store import PseudoLabelStore, StoreError
@@ -576,6 +572,7 @@ class WeakSegDataModule(L.LightningDataModule):
             self.batch_size,
             self.strong_per_batch,
             num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
             seed=self.split_seed,
         )
         return self._loader(dataset, self.batch_size, sampler=sampler, drop_last=True)
