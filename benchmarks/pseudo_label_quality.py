@@ -27,21 +27,22 @@ GENERATORS = ("rect", "grabcut", "crf")
 def run_dataset(name: str, sources: list, identities: list, out: Path, workers: int) -> list[str]:
     rows = []
     for generator_name in GENERATORS:
-        seconds = images = 0.0
+        seconds = timed = 0.0
         reports = []
         for source, identity in zip(sources, identities):
             generator = build_generator(generator_name)
             summary = generate(source, generator, out, identity, workers=workers)
             runs = summary.store.manifest["runs"]
             seconds += sum(r["generator_seconds"] for r in runs)
-            images += sum(r["generated"] for r in runs)
+            timed += sum(r["generated"] for r in runs)
             reports.append(evaluate_store(summary.store, source, progress=False))
         miou = mean_iou(sum(torch.tensor(r["confusion"]) for r in reports))
         boxes = sum(r["boxes"] for r in reports)
+        images = sum(r["images"] for r in reports)
         fbeta = sum(r["fbeta_boxes"] * r["boxes"] for r in reports) / boxes
         rows.append(
             f"{name:<12} {generator_name:<8} {int(images):>6} {boxes:>6} {100 * miou:>6.1f} "
-            f"{100 * fbeta:>7.1f} {seconds / max(images, 1):>8.3f}"
+            f"{100 * fbeta:>7.1f} {seconds / max(timed, 1):>8.3f}"
         )
     return rows
 

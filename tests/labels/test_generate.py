@@ -74,7 +74,7 @@ def test_crf_generator_config_holds_every_crf_parameter():
 def test_box_unaries_hand_computed():
     # Box 6x6 at (2, 2); alpha = 1/9 shrinks it by 1/3 per side to the 2x2 centre (4..6).
     boxes = np.array([[2, 2, 8, 8], [6, 0, 10, 4]], np.float32)
-    classes, probs, clamp = box_unaries(boxes, np.array([3, 1]), (10, 10), alpha=1 / 9)
+    classes, probs, clamp = box_unaries(boxes, np.array([3, 1]), (10, 10), 1 / 9, 0.5)
     assert classes.tolist() == [0, 1, 3]
     assert probs[:, 0, 0].tolist() == [1.0, 0.0, 0.0]  # outside: background
     assert probs[:, 3, 3].tolist() == [0.5, 0.0, 0.5]  # in box 0 only
