@@ -64,10 +64,13 @@ class PredictionWriter(BasePredictionWriter):
         self.output_dir = output_dir
         self.overwrite = overwrite
         self.written = 0
+        self.folder = Path(output_dir) if output_dir else None
 
-    def resolve_dir(self, trainer: Trainer) -> Path:
-        """Return the folder predictions go to."""
-        return Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Resolve the output folder on every process (``trainer.log_dir`` is a collective)."""
+        log_dir = trainer.log_dir
+        if self.output_dir is None:
+            self.folder = Path(log_dir or ".") / "predictions"
 
     def write_on_batch_end(
         self,
@@ -80,10 +83,10 @@ class PredictionWriter(BasePredictionWriter):
         dataloader_idx: int = 0,
     ) -> None:
         """Write the batch's predictions, one PNG per id."""
-        folder = self.resolve_dir(trainer)
+        assert self.folder is not None, "setup() resolves the folder"
         for image_id, label in zip(prediction["id"], prediction["pred"]):
             array = label.cpu().numpy().astype(np.uint8)
-            path = folder / f"{_safe_name(image_id)}.png"
+            path = self.folder / f"{_safe_name(image_id)}.png"
             if path.exists():
                 if np.array_equal(np.asarray(Image.open(path)), array):
                     continue
@@ -113,6 +116,11 @@ class ValidationOverlays(Callback):
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self._shown: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._log_dir = Path(".")
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Resolve the log folder on every process (``trainer.log_dir`` is a collective)."""
+        self._log_dir = Path(trainer.log_dir or ".")
 
     def _active(self, trainer: Trainer) -> bool:
         return (
@@ -153,7 +161,7 @@ class ValidationOverlays(Callback):
             return
         names = getattr(pl_module, "class_names", None) or []
         labels = {i: name for i, name in enumerate(names)} | {IGNORE_INDEX: "ignore"}
-        folder = Path(trainer.log_dir or ".") / "overlays" / f"epoch_{trainer.current_epoch:03d}"
+        folder = self._log_dir / "overlays" / f"epoch_{trainer.current_epoch:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         for image_id, image, mask, pred in self._shown:
             Image.fromarray(panel(image, mask, pred)).save(folder / f"{_safe_name(image_id)}.png")

@@ -1,0 +1,185 @@
+"""The command line end to end on the real datamodule with a tiny synthetic dataset."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from wseg.cli import main
+from wseg.methods import BboxRect, Supervised
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _bare_argv(monkeypatch) -> None:
+    """LightningCLI warns when both ``args`` and pytest's own ``sys.argv`` are present."""
+    monkeypatch.setattr(sys, "argv", ["wseg"])
+
+
+def common(root: Path, out: Path) -> list[str]:
+    return [
+        "--data.root", str(root),
+        "--data.synthetic_num_train", "4",
+        "--data.synthetic_num_val", "2",
+        "--data.synthetic_size", "[64, 64]",
+        "--data.crop_size", "64",
+        "--data.batch_size", "2",
+        "--data.num_workers", "0",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(out),
+    ]  # fmt: skip
+
+
+MODEL = ["--model.encoder", "tu-mobilenetv3_small_050", "--model.log_images_every_n_epochs", "0"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """One tiny Supervised fit through a YAML config; returns (config, dataset root, checkpoint)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    config = tmp / "experiment.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {
+                    "class_path": "Supervised",
+                    "init_args": {"encoder": "tu-mobilenetv3_small_050", "tta_flip": True},
+                },
+                "data": {"class_path": "WeakSegDataModule", "init_args": {"dataset": "synthetic"}},
+                "trainer": {"max_epochs": 1},
+            }
+        )
+    )
+    root, out = tmp / "synthetic", tmp / "runs"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["wseg"])
+        cli = main(["fit", "--config", str(config), *common(root, out)])
+    assert isinstance(cli.model, Supervised)
+    assert cli.model.hparams.num_classes == cli.datamodule.num_classes
+    assert list(cli.model.hparams.class_names) == list(cli.datamodule.class_names)
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/miou"]) <= 1.0
+    run = Path(cli.trainer.log_dir)
+    (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "wseg.methods.Supervised"
+    assert saved["model"]["init_args"]["tta_flip"] is True
+    assert (run / "overlays" / "epoch_000").is_dir()
+    return config, root, checkpoint
+
+
+def test_help_lists_subcommands(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in ("fit", "validate", "test", "predict"))
+
+
+def test_fit_help_lists_methods_and_datamodule(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for name in ("wseg.methods.Supervised", "wseg.methods.BboxRect", "WeakSegDataModule"):
+        assert name in text
+
+
+@pytest.mark.parametrize("method", ["Supervised", "BboxRect"])
+def test_method_help_shows_documented_arguments(capsys, method: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", method])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--model.encoder_weights" in text and "offline-lite0" in text
+    assert "Average predictions over horizontal flips" in text
+    assert ("Train only on the fully labelled subset F" in text) == (method == "Supervised")
+
+
+def test_validate_and_predict_from_checkpoint(fitted, tmp_path) -> None:
+    config, root, checkpoint = fitted
+    args = ["--config", str(config), *common(root, tmp_path), "--ckpt_path", str(checkpoint)]
+    cli = main(["validate", *args])
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/miou"]) <= 1.0
+    predictions = tmp_path / "predictions"
+    main(["predict", *args, "--prediction_writer.output_dir", str(predictions)])
+    files = sorted(predictions.glob("*.png"))
+    ids = [
+        line.strip() for line in (root / "voc" / "ImageSets" / "Segmentation" / "val.txt").open()
+    ]
+    assert [f.stem for f in files] == sorted(ids)
+    with Image.open(files[0]) as png:
+        assert png.mode == "P" and png.size == (64, 64)
+        assert np.asarray(png).max() < cli.datamodule.num_classes
+    # A different model's predictions never replace existing files silently.
+    other = BboxRect(num_classes=cli.datamodule.num_classes, encoder="tu-mobilenetv3_small_050")
+    other_ckpt = tmp_path / "other.ckpt"
+    cli.trainer.strategy.connect(other)
+    cli.trainer.save_checkpoint(other_ckpt)
+    second = ["--config", str(config), *common(root, tmp_path), "--ckpt_path", str(other_ckpt)]
+    second += ["--prediction_writer.output_dir", str(predictions)]
+    if any(not np.array_equal(np.asarray(Image.open(f)), np.zeros((64, 64))) for f in files):
+        pass
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        main(["predict", *second])
+    main(["predict", *second, "--prediction_writer.overwrite", "true"])
+
+
+def test_bbox_rect_fits_from_the_command_line(tmp_path) -> None:
+    cli = main(
+        ["fit", "--model", "BboxRect", *MODEL, "--data", "WeakSegDataModule"]
+        + common(tmp_path / "synthetic", tmp_path)
+        + ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"]
+    )
+    assert isinstance(cli.model, BboxRect)
+    assert cli.trainer.global_step == 2
+
+
+def test_wandb_gets_config_and_overlays(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cli = main(
+        ["fit", "--model", "Supervised", "--model.encoder", "tu-mobilenetv3_small_050"]
+        + ["--model.log_images_every_n_epochs", "1", "--data", "WeakSegDataModule"]
+        + common(tmp_path / "synthetic", tmp_path)
+        + ["--trainer.max_epochs", "1", "--trainer.logger", "WandbLogger"]
+        + ["--trainer.logger.offline", "true", "--trainer.logger.save_dir", str(tmp_path)]
+    )
+    run = cli.trainer.logger.experiment
+    assert run.config["model/init_args/encoder"] == "tu-mobilenetv3_small_050"
+    assert run.config["data/init_args/crop_size"] == 64
+    files = Path(run.dir)
+    saved = yaml.safe_load((files / "lightning_config.yaml").read_text())
+    assert saved["model"]["class_path"] == "wseg.methods.Supervised"
+    run.finish()
+    panels = list((files / "media" / "images" / "val").glob("overlays_*.png"))
+    assert panels, sorted(str(p.relative_to(files)) for p in files.rglob("*"))
+
+
+def read_metric(run_dir: Path, name: str) -> float:
+    (metrics,) = run_dir.rglob("metrics.csv")
+    rows = [row for row in csv.DictReader(metrics.open()) if row.get(name)]
+    return float(rows[-1][name])
+
+
+@pytest.mark.slow
+def test_ddp_validation_miou_equals_single_process(fitted, tmp_path) -> None:
+    config, root, checkpoint = fitted
+    results = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp")):
+        out = tmp_path / f"devices{devices}"
+        command = [sys.executable, "-m", "wseg", "validate", "--config", str(config)]
+        command += common(root, out) + ["--ckpt_path", str(checkpoint)]
+        command += ["--trainer.devices", str(devices), "--trainer.strategy", strategy]
+        command += ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(out)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[devices] = read_metric(out, "val/miou")
+    assert results[2] == pytest.approx(results[1], abs=1e-6)

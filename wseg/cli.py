@@ -1,0 +1,55 @@
+"""Command line: ``python -m wseg fit|validate|test|predict --config experiments/<name>.yaml``.
+
+One LightningCLI in subclass mode: ``model`` is any `WeakSegMethod` and ``data`` any
+LightningDataModule exposing ``num_classes`` and ``class_names`` (normally `WeakSegDataModule`);
+both are linked from data to model. Short class names work in YAML (``class_path: Supervised``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+import wseg.data  # noqa: F401  (registers the datamodule for short class names)
+import wseg.methods  # noqa: F401  (registers every method for short class names)
+from wseg.callbacks import PredictionWriter, WandbSaveConfigCallback
+from wseg.methods import WeakSegMethod
+
+
+class WSegCLI(LightningCLI):
+    """LightningCLI with the data-to-model links and the prediction writer of wseg."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link ``num_classes`` and ``class_names`` from the datamodule; add the PNG writer."""
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.class_names", "model.init_args.class_names", apply_on="instantiate"
+        )
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+
+
+def main(args: ArgsType = None, **kwargs: Any) -> WSegCLI:
+    """Run the wseg command line.
+
+    Args:
+        args: Command-line arguments (None: ``sys.argv``); tests pass a list.
+        **kwargs: Extra `LightningCLI` arguments (e.g. ``run=False``).
+
+    Returns:
+        The CLI object (its ``model``, ``datamodule`` and ``trainer``).
+    """
+    return WSegCLI(
+        model_class=WeakSegMethod,
+        datamodule_class=LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_callback=WandbSaveConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        **kwargs,
+    )
