@@ -52,7 +52,7 @@ def test_metric_accumulates_over_batches() -> None:
     metric.update(torch.tensor([[2, 2]]), torch.tensor([[2, 255]]))
     assert torch.equal(metric.compute(), torch.tensor([[1, 1, 0], [0, 0, 0], [0, 0, 1]]))
     metric.reset()
-    assert metric.compute().sum() == 0
+    assert metric.confusion.sum() == 0
 
 
 def test_gap_reduction() -> None:
@@ -60,3 +60,31 @@ def test_gap_reduction() -> None:
     assert gap_reduction(method=60.0, weak=60.0, full=80.0) == 0.0
     with pytest.raises(ValueError, match="gap is empty"):
         gap_reduction(1.0, 2.0, 2.0)
+
+
+def _ddp_worker(rank: int, port: int, pred: torch.Tensor, target: torch.Tensor, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    metric = ConfusionMatrix(3)
+    metric.update(pred[rank::2], target[rank::2])  # each process sees half of the images
+    out[rank] = metric.compute()
+    dist.destroy_process_group()
+
+
+def test_confusion_matrix_is_summed_over_ddp_processes() -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.randint(0, 3, (4, 8, 8), generator=generator)
+    target = torch.randint(0, 3, (4, 8, 8), generator=generator)
+    target[:, 0] = 255
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(port, pred, target, out), nprocs=2, join=True)
+    expected = confusion_matrix(pred, target, 3)
+    assert torch.equal(out[0], expected) and torch.equal(out[1], expected)
