@@ -4,8 +4,16 @@
 """
 
 from wseg.methods.base import WeakSegMethod
+from wseg.methods.self_correction import Ancillary, SelfCorrection
 from wseg.methods.supervised import BboxRect, Supervised
 
-METHODS: list[type[WeakSegMethod]] = [Supervised, BboxRect]
+METHODS: list[type[WeakSegMethod]] = [Supervised, BboxRect, Ancillary, SelfCorrection]
 
-__all__ = ["METHODS", "BboxRect", "Supervised", "WeakSegMethod"]
+__all__ = [
+    "METHODS",
+    "Ancillary",
+    "BboxRect",
+    "SelfCorrection",
+    "Supervised",
+    "WeakSegMethod",
+]
