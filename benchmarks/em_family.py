@@ -1,0 +1,155 @@
+"""The EM family (Papandreou et al. 2015) side by side on the synthetic data, at one step budget.
+
+Prints the mIoU of the Bbox-Rect and Bbox-Seg (CRF from boxes) pseudo labels against the true
+training masks, then the val mIoU of DeepLabV3+ (offline ImageNet EfficientNet-Lite0) trained by
+each method for the same number of SGD steps: Bbox-Rect, Bbox-Seg, Bbox-EM-Fixed, EM-Adapt and
+EM-Fixed from tags, the semi-supervised Bbox-Seg and EM-Fixed with a small strong set F, and the
+strong-only baseline on F. The paper expects Bbox-Seg > Bbox-Rect and semi > strong-only.
+
+Run: ``python -m benchmarks.em_family [--steps 150] [--methods bbox_rect bbox_seg ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from wseg.data.datamodule import WeakSegDataModule
+from wseg.data.synthetic import generate_synthetic
+from wseg.labels.generate import build_generator, generate
+from wseg.labels.quality import evaluate_store
+from wseg.methods import BboxRect, BboxSeg, EMAdapt, EMFixed, Supervised
+
+# name -> (method class, method options, datamodule options; "store" marks a Bbox-Seg run)
+RUNS: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
+    "bbox_rect": (BboxRect, {}, {}),
+    "bbox_seg": (BboxSeg, {}, {"store": True}),
+    "bbox_em_fixed": (EMFixed, {"weak_label": "boxes"}, {}),
+    "em_adapt": (EMAdapt, {}, {}),
+    "em_fixed": (EMFixed, {}, {}),
+    "bbox_seg_semi": (BboxSeg, {"semi": True}, {"store": True, "semi": True}),
+    "em_fixed_semi": (EMFixed, {"semi": True}, {"semi": True}),
+    "strong_only": (Supervised, {}, {"strong_only": True}),
+    "full": (Supervised, {}, {}),
+}
+
+
+def fit_and_validate(
+    name: str, root: Path, store: Path, args: argparse.Namespace, out: Path
+) -> tuple[float, float]:
+    """Train one method for ``args.steps`` steps; return its val mIoU (%) and the seconds taken."""
+    cls, options, data = RUNS[name]
+    seed_everything(0, workers=True)
+    split: dict[str, Any] = {}
+    if data.get("semi") or data.get("strong_only"):
+        split = {"num_strong": args.num_strong}
+        if data.get("semi"):
+            split["strong_per_batch"] = args.strong_per_batch
+        else:
+            split["strong_only"] = True
+    datamodule = WeakSegDataModule(
+        dataset="synthetic",
+        root=str(root),
+        synthetic_num_train=args.train_images,
+        synthetic_num_val=args.val_images,
+        synthetic_size=(args.size, args.size),
+        crop_size=args.size,
+        scale_range=(0.75, 1.5),
+        batch_size=args.batch_size,
+        val_batch_size=8,
+        num_workers=args.workers,
+        pseudo_labels=str(store) if data.get("store") else None,
+        **split,
+    )
+    model = cls(
+        num_classes=datamodule.num_classes,
+        class_names=list(datamodule.class_names),
+        encoder="tu-tf_efficientnet_lite0",
+        encoder_weights="offline-lite0",
+        lr=args.lr,
+        log_images_every_n_epochs=0,
+        **options,
+    )
+    trainer = Trainer(
+        max_steps=args.steps,
+        max_epochs=-1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=out / name,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule)
+    seconds = time.perf_counter() - start
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    (metrics,) = trainer.validate(model, datamodule, verbose=False)
+    return 100 * float(metrics["val/miou"]), seconds
+
+
+def main() -> None:
+    """Measure and print the two tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--train-images", type=int, default=120)
+    parser.add_argument("--val-images", type=int, default=40)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--num-strong", type=int, default=12, help="|F| of the semi runs")
+    parser.add_argument("--strong-per-batch", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader and CRF workers")
+    parser.add_argument("--out", help="keep data, stores and runs here (default: a temp dir)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp)
+        root = generate_synthetic(
+            out / "synthetic",
+            num_train=args.train_images,
+            num_val=args.val_images,
+            size=(args.size, args.size),
+        )
+        source = WeakSegDataModule(dataset="synthetic", root=str(root)).make_source("train")
+        identity = {"name": "synthetic", "root": str(root.resolve()), "split": "train"}
+        quality = {}
+        stores = {}
+        for generator in ("rect", "crf"):
+            summary = generate(
+                source,
+                build_generator(generator),
+                out / "stores",
+                identity,
+                workers=max(1, args.workers),
+            )
+            stores[generator] = summary.store.path
+            quality[generator] = 100 * evaluate_store(summary.store, source, progress=False)["miou"]
+        rows = []
+        for name in args.methods:
+            miou, seconds = fit_and_validate(name, root, stores["crf"], args, out / "runs")
+            rows.append((name, miou, seconds))
+            print(f"{name}: val mIoU {miou:.1f} ({seconds:.0f} s)", flush=True)
+    print(f"\nSynthetic: {args.train_images} train / {args.val_images} val images, {args.size} px")
+    print("Pseudo labels vs the true training masks (mIoU %)")
+    print(f"  Bbox-Rect {quality['rect']:.1f}   Bbox-Seg (CRF, alpha 0.2) {quality['crf']:.1f}")
+    print(
+        f"\nval mIoU (%) after {args.steps} steps of {args.batch_size} images "
+        f"(semi / strong-only: |F| = {args.num_strong}, {args.strong_per_batch} strong per batch)"
+    )
+    print(f"{'method':<16} {'val mIoU':>8} {'fit s':>7}")
+    for name, miou, seconds in rows:
+        print(f"{name:<16} {miou:>8.1f} {seconds:>7.0f}")
+
+
+if __name__ == "__main__":
+    main()
