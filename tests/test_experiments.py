@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from wseg.cli import main
+from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
+from wseg.labels.generate import build_generator, generate
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -30,6 +32,24 @@ def experiment_files() -> list[Path]:
         for path in EXPERIMENTS.rglob("*.yaml")
         if "_shared" not in path.parts and "sweeps" not in path.parts
     )
+
+
+def stage_overrides(config: Path) -> list[str]:
+    """Later stages of multi-stage methods: no earlier-stage checkpoints, F drawn from tiny data.
+
+    Checkpoint arguments (``*_checkpoint``) become null (each method documents what it does
+    without one); a split file is not written into the repository and F holds 3 tiny images.
+    """
+    model = yaml.safe_load(config.read_text())["model"].get("init_args", {})
+    args = []
+    for key in sorted(k for k in model if k.endswith("_checkpoint")):
+        args += [f"--model.init_args.{key}", "null"]
+    data = data_section(config)
+    if "strong_split_file" in data:
+        args += ["--data.init_args.strong_split_file", "null"]
+    if "num_strong" in data:
+        args += ["--data.init_args.num_strong", "3"]
+    return args
 
 
 def data_section(config: Path) -> dict:
@@ -54,6 +74,24 @@ def tiny_roots(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def tiny_stores(tiny_roots, tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """CRF-from-boxes stores (the real generator) of the tiny training splits, made on demand."""
+    stores: dict[tuple[str, str], Path] = {}
+    out = tmp_path_factory.mktemp("stores")
+
+    def store(dataset: str, split: str) -> Path:
+        if (dataset, split) not in stores:
+            root = tiny_roots[dataset]
+            identity = {"name": dataset, "root": str(root), "split": split}
+            source = make_source(dataset, root, split)
+            summary = generate(source, build_generator("crf"), out, identity, progress=False)
+            stores[dataset, split] = summary.store.path
+        return stores[dataset, split]
+
+    return store
+
+
 def test_every_experiment_is_found() -> None:
     names = {path.relative_to(EXPERIMENTS).as_posix() for path in experiment_files()}
     assert {"demo/supervised.yaml", "demo/bbox_rect.yaml", "supervised_voc.yaml"} <= names
@@ -62,8 +100,9 @@ def test_every_experiment_is_found() -> None:
 @pytest.mark.parametrize(
     "config", experiment_files(), ids=lambda p: p.relative_to(EXPERIMENTS).as_posix()
 )
-def test_experiment_fits_a_few_batches(config: Path, tiny_roots, tmp_path) -> None:
-    dataset = data_section(config)["dataset"]
+def test_experiment_fits_a_few_batches(config: Path, tiny_roots, tiny_stores, tmp_path) -> None:
+    data = data_section(config)
+    dataset = data["dataset"]
     if dataset == "coco" and not TINY_COCO.is_dir():
         pytest.skip(f"{TINY_COCO} (the shared real photographs) is not beside this checkout")
     args = ["fit", "--config", str(config), "--data.init_args.root", str(tiny_roots[dataset])]
@@ -71,6 +110,12 @@ def test_experiment_fits_a_few_batches(config: Path, tiny_roots, tmp_path) -> No
         args += ["--data.init_args.synthetic_num_train", str(SYNTHETIC["num_train"])]
         args += ["--data.init_args.synthetic_num_val", str(SYNTHETIC["num_val"])]
         args += ["--data.init_args.synthetic_size", "[64, 64]"]
+    if data.get("pseudo_labels"):  # a store made by an earlier stage: make it for the tiny data
+        store = tiny_stores(dataset, data.get("train_split", "train"))
+        args += ["--data.init_args.pseudo_labels", str(store)]
+    if data.get("strong_per_batch"):  # a fixed F share of the tiny batches of 2
+        args += ["--data.init_args.strong_per_batch", "1"]
+    args += stage_overrides(config)
     args += [
         "--data.init_args.crop_size", "64",
         "--data.init_args.batch_size", "2",

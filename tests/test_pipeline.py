@@ -1,0 +1,139 @@
+"""The stage chain of self-correction: splits, per-stage configs, restart, a full tiny chain."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wseg.data.datamodule import WeakSegDataModule
+from wseg.data.weak import load_split, make_strong_split
+from wseg.pipeline import (
+    FINAL,
+    METRICS,
+    SETTINGS,
+    data_overrides,
+    main,
+    make_splits,
+    run_stages,
+    selfcorr_stages,
+    stage_config,
+)
+
+DEMO = SETTINGS["demo"]
+TINY = {"synthetic_num_train": 8, "synthetic_num_val": 2, "synthetic_size": [64, 64]}
+
+
+def tiny_data_args(root: Path) -> list[str]:
+    args = ["--data.init_args.root", str(root)]
+    for key, value in TINY.items():
+        args += [f"--data.init_args.{key}", str(value)]
+    return args
+
+
+def test_stage_chains() -> None:
+    conv = selfcorr_stages(DEMO, "conv")
+    assert [s.name for s in conv] == ["ancillary_half", "conv_pretrain", "conv"]
+    assert conv[0].split == "ancillary_half" and conv[0].strong_only
+    assert conv[1].model_args["stage"] == "pretrain" and conv[1].strong_only
+    assert conv[2].inputs == {
+        "ancillary_checkpoint": "ancillary_half",
+        "init_checkpoint": "conv_pretrain",
+    }
+    assert [s.name for s in selfcorr_stages(DEMO, "linear")] == ["ancillary", "linear"]
+    assert len(selfcorr_stages(DEMO, "all")) == 6
+    with pytest.raises(ValueError, match="mode"):
+        selfcorr_stages(DEMO, "quadratic")
+    assert {"voc_f200", "voc_f400", "voc_f800", "voc_f1464"} <= set(SETTINGS)
+    assert {"cityscapes_f200", "cityscapes_f450", "cityscapes_f914"} <= set(SETTINGS)
+    assert all(path.is_file() for s in SETTINGS.values() for path in s.configs.values())
+
+
+def test_data_overrides_parse_both_forms() -> None:
+    extra = ["--data.init_args.root", "x/y", "--data.init_args.synthetic_size=[64, 32]", "--a", "1"]
+    assert data_overrides(extra) == {"root": "x/y", "synthetic_size": [64, 32]}
+    with pytest.raises(ValueError, match="no value"):
+        data_overrides(["--data.init_args.root"])
+
+
+def test_splits_halve_f_and_are_read_back(tmp_path: Path) -> None:
+    extra = tiny_data_args(tmp_path / "syn")
+    paths = make_splits(DEMO.configs["ancillary"], 5, extra, tmp_path / "out")
+    strong = set(load_split(paths["strong"]))
+    half, rest = set(load_split(paths["ancillary_half"])), set(load_split(paths["head_half"]))
+    assert len(strong) == 5 and len(half) == 2 and half | rest == strong and not half & rest
+    datamodule = WeakSegDataModule(dataset="synthetic", root=str(tmp_path / "syn"), **TINY)
+    ids = datamodule.make_source("train").ids
+    assert strong == make_strong_split(ids, num_strong=5, seed=0)  # what the datamodule draws
+    assert make_splits(DEMO.configs["ancillary"], 5, extra, tmp_path / "out") == paths
+    with pytest.raises(ValueError, match="holds 5 ids"):
+        make_splits(DEMO.configs["ancillary"], 4, extra, tmp_path / "out")
+
+
+def test_stage_config_wires_split_inputs_and_final_checkpoint(tmp_path: Path) -> None:
+    splits = {name: tmp_path / f"{name}.txt" for name in ("strong", "ancillary_half")}
+    splits["strong"].write_text("a\nb\nc\nd\n")
+    splits["ancillary_half"].write_text("a\nb\n")
+    pretrain, conv = selfcorr_stages(DEMO, "conv")[1:]
+    config = stage_config(pretrain, "demo", tmp_path, splits)
+    data, model = config["data"]["init_args"], config["model"]["init_args"]
+    assert data["strong_split_file"] == str(splits["strong"]) and data["num_strong"] == 4
+    assert data["strong_only"] is True
+    assert model["stage"] == "pretrain" and model["init_checkpoint"] is None
+    assert model["ancillary_checkpoint"] == str(tmp_path / "ancillary_half" / FINAL)
+    config = stage_config(conv, "demo", tmp_path, splits)
+    assert config["model"]["init_args"]["init_checkpoint"] == str(
+        tmp_path / "conv_pretrain" / FINAL
+    )
+    assert config["data"]["init_args"]["strong_only"] is False
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == str(tmp_path / "conv")
+    assert config["trainer"]["callbacks"][-1] == {
+        "class_path": "wseg.pipeline.StageCheckpoint",
+        "init_args": {"path": str(tmp_path / "conv" / FINAL)},
+    }
+    half = stage_config(selfcorr_stages(DEMO, "conv")[0], "demo", tmp_path, splits)
+    assert half["data"]["init_args"]["strong_split_file"] == str(splits["ancillary_half"])
+    assert half["data"]["init_args"]["num_strong"] == 2
+
+
+def test_finished_stages_are_skipped_and_dry_run_runs_nothing(tmp_path: Path, capsys) -> None:
+    splits = {"strong": tmp_path / "s.txt", "ancillary_half": tmp_path / "h.txt"}
+    splits["strong"].write_text("a\nb\n")
+    splits["ancillary_half"].write_text("a\n")
+    stages = selfcorr_stages(DEMO, "conv")
+    for stage in stages[:2]:
+        (tmp_path / stage.name).mkdir()
+        (tmp_path / stage.name / FINAL).write_bytes(b"")
+        (tmp_path / stage.name / METRICS).write_text('{"val/miou": 0.5}')
+    results = run_stages(stages, "demo", tmp_path, splits, dry_run=True)
+    assert results == {"ancillary_half": {"val/miou": 0.5}, "conv_pretrain": {"val/miou": 0.5}}
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 2 and "conv: " in out and "wseg fit --config" in out
+    written = yaml.safe_load((tmp_path / "conv" / "config.yaml").read_text())
+    assert written["model"]["init_args"]["init_checkpoint"].endswith("conv_pretrain/final.ckpt")
+    assert not (tmp_path / "conv" / FINAL).exists()
+
+
+@pytest.mark.slow
+def test_conv_chain_runs_every_stage_then_skips_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    extra = tiny_data_args(tmp_path / "syn") + [
+        "--data.init_args.crop_size", "64",
+        "--data.init_args.batch_size", "2",
+        "--data.init_args.num_workers", "0",
+        "--model.init_args.encoder", "tu-mobilenetv3_small_050",
+        "--model.init_args.encoder_weights", "null",
+        "--trainer.max_steps", "2",
+        "--trainer.val_check_interval", "null",
+        "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1",
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    args = ["selfcorr", "--setting", "demo", "--mode", "conv", "--out", str(tmp_path / "runs")]
+    results = main([*args, "--num-strong", "4", "--", *extra])
+    assert set(results) == {"ancillary_half", "conv_pretrain", "conv"}
+    assert all(0.0 <= metrics["val/miou"] <= 1.0 for metrics in results.values())
+    assert all(metrics["global_step"] == 2 for metrics in results.values())
+    finals = {name: (tmp_path / "runs" / "demo" / name / FINAL) for name in results}
+    stamps = {name: path.stat().st_mtime_ns for name, path in finals.items()}
+    assert main([*args, "--num-strong", "4", "--", *extra]) == results
+    assert {name: path.stat().st_mtime_ns for name, path in finals.items()} == stamps
