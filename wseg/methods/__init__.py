@@ -4,15 +4,27 @@
 """
 
 from wseg.methods.base import WeakSegMethod
+from wseg.methods.em import BboxSeg, EMAdapt, EMFixed
 from wseg.methods.self_correction import Ancillary, SelfCorrection
 from wseg.methods.supervised import BboxRect, Supervised
 
-METHODS: list[type[WeakSegMethod]] = [Supervised, BboxRect, Ancillary, SelfCorrection]
+METHODS: list[type[WeakSegMethod]] = [
+    Supervised,
+    BboxRect,
+    Ancillary,
+    SelfCorrection,
+    EMFixed,
+    EMAdapt,
+    BboxSeg,
+]
 
 __all__ = [
     "METHODS",
     "Ancillary",
     "BboxRect",
+    "BboxSeg",
+    "EMAdapt",
+    "EMFixed",
     "SelfCorrection",
     "Supervised",
     "WeakSegMethod",
