@@ -176,7 +176,13 @@ def test_missing_or_foreign_checkpoints_are_clear_errors(
     model = SelfCorrection(
         num_classes=NUM_CLASSES, ancillary_checkpoint=str(tmp_path / "none.ckpt"), **TINY
     )
-    with pytest.raises(FileNotFoundError, match="wseg.pipeline selfcorr"):
+    with pytest.raises(FileNotFoundError, match="selfcorr --setting <setting> --mode conv"):
+        model.setup("fit")
+    in_pipeline_layout = str(tmp_path / "voc_f200" / "ancillary" / "final.ckpt")
+    model = SelfCorrection(
+        num_classes=NUM_CLASSES, mode="linear", ancillary_checkpoint=in_pipeline_layout, **TINY
+    )
+    with pytest.raises(FileNotFoundError, match="selfcorr --setting voc_f200 --mode linear"):
         model.setup("fit")
     other = SelfCorrection(
         num_classes=NUM_CLASSES, ancillary_checkpoint=ancillary_checkpoint,

@@ -28,11 +28,18 @@ from wseg.nets.ancillary import AncillarySegmenter
 from wseg.nets.pretrained import load_checkpoint_tensors
 from wseg.nets.self_correction import ConvSelfCorrection
 
-PIPELINE_HINT = (
-    "train the earlier stages with `python -m wseg.pipeline selfcorr --setting <setting> "
-    "--mode <mode>` (it runs every missing stage; `python -m wseg.pipeline --help` lists the "
-    "settings)"
-)
+
+def _pipeline_hint(path: str, mode: str) -> str:
+    """How to make a missing stage checkpoint; names the setting when the path is the pipeline's."""
+    from wseg.pipeline import SETTINGS
+
+    setting = Path(path).parent.parent.name
+    setting = setting if setting in SETTINGS else "<setting>"
+    return (
+        f"train the earlier stages with `python -m wseg.pipeline selfcorr --setting {setting} "
+        f"--mode {mode}` (it runs every missing stage; `python -m wseg.pipeline selfcorr --help` "
+        "lists the settings)"
+    )
 
 
 def _no_boxes(image: Tensor, num_classes: int) -> Tensor:
@@ -198,7 +205,8 @@ class SelfCorrection(WeakSegMethod):
         if hp.ancillary_checkpoint is None:
             warnings.warn(
                 "SelfCorrection has no ancillary_checkpoint: the ancillary model is random, "
-                f"which only makes sense in tests; {PIPELINE_HINT}",
+                "which only makes sense in tests; train it with the Ancillary method "
+                "(python -m wseg.pipeline selfcorr runs every stage)",
                 UserWarning,
                 stacklevel=2,
             )
@@ -209,10 +217,10 @@ class SelfCorrection(WeakSegMethod):
             if self.head is not None:
                 self._load_part(hp.init_checkpoint, "head.", self.head, "init_checkpoint")
 
-    @staticmethod
-    def _load_part(path: str, prefix: str, module: nn.Module, name: str) -> None:
+    def _load_part(self, path: str, prefix: str, module: nn.Module, name: str) -> None:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{name}={path!r} does not exist; {PIPELINE_HINT}")
+            hint = _pipeline_hint(path, self.hparams.mode)
+            raise FileNotFoundError(f"{name}={path!r} does not exist; {hint}")
         tensors = load_checkpoint_tensors(path)
         part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not part:
