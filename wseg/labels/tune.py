@@ -203,7 +203,10 @@ def tune_crf(
 
 def generate_command(options: dict[str, Any]) -> str:
     """The ``python -m wseg.labels generate`` options that reproduce a chosen candidate."""
-    flags = [f"-o {key}={shlex.quote(json.dumps(value))}" for key, value in options.items()]
+    flags = [
+        f"-o {key}={shlex.quote(value if isinstance(value, str) else json.dumps(value))}"
+        for key, value in options.items()
+    ]
     return "python -m wseg.labels generate --generator crf " + " ".join(flags)
 
 
