@@ -165,9 +165,11 @@ class SlowDisk(SegmentationSource):
         time.sleep(0.15)
         return self.source.load(index)
 
-root, out = sys.argv[1], sys.argv[2]
-identity = {"name": "synthetic", "root": root, "split": "train"}
-generate(SlowDisk(make_source("synthetic", root, "train")), GrabCutGenerator(), out, identity, 2)
+if __name__ == "__main__":  # the pool's workers are spawned: they import this file
+    root, out = sys.argv[1], sys.argv[2]
+    identity = {"name": "synthetic", "root": root, "split": "train"}
+    source = SlowDisk(make_source("synthetic", root, "train"))
+    generate(source, GrabCutGenerator(), out, identity, 2)
 """
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
 from wseg.data.weak import box_pixel_bounds, rect_labels
 from wseg.labels.grabcut import grabcut_labels
 from wseg.labels.store import PseudoLabelStore
+from wseg.parallel import worker_context
 
 __all__ = [
     "GENERATORS",
@@ -351,7 +351,8 @@ def generate(
         out: Parent directory of stores.
         dataset: Identity of the split, e.g. ``{"name": "voc", "root": ..., "split": "train"}``;
             JSON-serialisable, part of the config hash.
-        workers: Worker processes (1: in this process).
+        workers: Worker processes (1: in this process). Workers are spawned (see
+            `wseg.parallel`): a script calling this needs the `if __name__ == "__main__":` guard.
         progress: Show a tqdm progress bar (rank 0 only).
 
     Returns:
@@ -384,7 +385,7 @@ def generate(
         results = map(_run_one, todo)
         pool = None
     else:
-        pool = multiprocessing.get_context().Pool(
+        pool = worker_context().Pool(
             min(workers, len(todo)), _init_worker, (source, generator, str(store.path))
         )
         results = pool.imap_unordered(_run_one, todo)
