@@ -99,3 +99,20 @@ def test_test_metrics_use_test_prefix(tmp_path) -> None:
     model = BboxRect(num_classes=NUM_CLASSES, tta_scales=[0.75, 1.0], **TINY)
     metrics = trainer(tmp_path).test(model, batch_loader(1), verbose=False)[0]
     assert {"test/miou", "test/pixel_acc", "test/iou/class_3"} <= set(metrics)
+
+
+def test_checkpoint_reloads_without_the_initial_encoder_weights(tmp_path) -> None:
+    weights = tmp_path / "encoder.pth"
+    donor = Supervised(num_classes=3, encoder="tu-mobilenetv3_small_050")
+    torch.save(donor.net.encoder.state_dict(), weights)
+    model = Supervised(
+        num_classes=3, encoder="tu-mobilenetv3_small_050", encoder_weights=str(weights)
+    )
+    trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    weights.unlink()  # the initial weights are gone; the checkpoint alone must suffice
+    restored = Supervised.load_from_checkpoint(tmp_path / "model.ckpt")
+    assert restored.hparams.encoder_weights is None
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, restored.state_dict()[name]), name

@@ -168,6 +168,17 @@ class WeakSegMethod(LightningModule):
         pred = self.predict_probs(batch["image"]).argmax(1).to(torch.uint8).cpu()
         return {"id": list(batch["id"]), "pred": pred}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record ``encoder_weights=None``: the checkpoint holds every weight already.
+
+        ``load_from_checkpoint`` rebuilds the network from the saved hyperparameters before loading
+        the state dict; with the original setting that would download ImageNet weights or need the
+        original weight file, only to overwrite them.
+        """
+        hparams = checkpoint.get("hyper_parameters")
+        if hparams is not None and "encoder_weights" in hparams:
+            hparams["encoder_weights"] = None
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups: ``net.encoder`` at ``lr``, every other parameter at ``lr * mult``."""
         encoder = getattr(self.net, "encoder", None)
