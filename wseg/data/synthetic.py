@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -22,6 +23,7 @@ from wseg.data.datasets import SYNTHETIC_CLASSES, SYNTHETIC_SCRIBBLE_DIR, make_s
 from wseg.data.datasets.cityscapes import LABEL_IDS, OBJECT_CLASSES
 from wseg.data.records import IGNORE_INDEX, voc_palette
 from wseg.data.weak import rect_labels
+from wseg.metrics import confusion_matrix, mean_iou
 
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
@@ -582,18 +584,17 @@ def bbox_rect_miou(root: str | Path, split: str = "train", limit: int | None = N
 
     """
     source = make_source("synthetic", root, split, scribble_dir=None)
-    num_classes = source.num_classes
-    confusion = np.zeros((num_classes, num_classes), np.int64)
+    confusion = torch.zeros(source.num_classes, source.num_classes, dtype=torch.long)
     count = len(source) if limit is None else min(limit, len(source))
     for index in tqdm(range(count), desc="Bbox-Rect mIoU", leave=False):
         sample = source[index]
         predicted = rect_labels(sample.boxes, sample.labels, sample.size)
-        valid = sample.mask != IGNORE_INDEX
-        pairs = sample.mask[valid].astype(np.int64) * num_classes + predicted[valid]
-        confusion += np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
-    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
-    present = union > 0
-    return float(100 * (np.diag(confusion)[present] / union[present]).mean())
+        confusion += confusion_matrix(
+            torch.from_numpy(predicted.astype(np.int64)),
+            torch.from_numpy(sample.mask.astype(np.int64)),
+            source.num_classes,
+        )
+    return 100 * mean_iou(confusion)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

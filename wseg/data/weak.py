@@ -47,8 +47,12 @@ def box_pixel_bounds(box: Sequence[float], size: tuple[int, int]) -> tuple[int, 
     return r0, r1, c0, c1
 
 
-def _paint_order(boxes: np.ndarray, size: tuple[int, int]) -> list[int]:
-    """Box indices ordered by rasterised area, largest first (stable, so later boxes win ties)."""
+def paint_order(boxes: np.ndarray, size: tuple[int, int]) -> list[int]:
+    """Box indices in the order that makes the smallest box win when painted one after another.
+
+    Ordered by rasterised area, largest first (stable, so later boxes win ties): the overlap rule of
+    Bbox-Rect, shared by every label maker that merges per-box results.
+    """
     areas = []
     for box in boxes:
         r0, r1, c0, c1 = box_pixel_bounds(box, size)
@@ -85,7 +89,7 @@ def rect_labels(
     """
     boxes, labels = _check_boxes(boxes, labels)
     out = np.zeros(size, dtype=np.uint8)
-    for index in _paint_order(boxes, size):
+    for index in paint_order(boxes, size):
         r0, r1, c0, c1 = box_pixel_bounds(boxes[index], size)
         out[r0:r1, c0:c1] = labels[index]
     return out

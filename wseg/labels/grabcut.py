@@ -11,7 +11,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from wseg.data.weak import box_pixel_bounds
+from wseg.data.weak import box_pixel_bounds, paint_order
 
 __all__ = ["FALLBACK_REASONS", "grabcut_box", "grabcut_labels"]
 
@@ -133,7 +133,7 @@ def grabcut_labels(
     _validate(boxes, labels, size, name)
     bounds = [box_pixel_bounds(box, size) for box in boxes]
     areas = [(r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in bounds]
-    order = sorted(range(len(boxes)), key=lambda i: -areas[i])
+    order = paint_order(boxes, size)
     counts: Counter = Counter(boxes=len(boxes))
     out = np.zeros(size, dtype=np.uint8)
     for rank, k in enumerate(order):
