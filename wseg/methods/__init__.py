@@ -4,6 +4,7 @@
 """
 
 from wseg.methods.base import WeakSegMethod
+from wseg.methods.box2seg import Box2Seg
 from wseg.methods.em import BboxSeg, EMAdapt, EMFixed
 from wseg.methods.self_correction import Ancillary, SelfCorrection
 from wseg.methods.supervised import BboxRect, Supervised
@@ -16,6 +17,7 @@ METHODS: list[type[WeakSegMethod]] = [
     EMFixed,
     EMAdapt,
     BboxSeg,
+    Box2Seg,
 ]
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "Ancillary",
     "BboxRect",
     "BboxSeg",
+    "Box2Seg",
     "EMAdapt",
     "EMFixed",
     "SelfCorrection",
