@@ -37,9 +37,11 @@ def test_export_is_the_baseline_segmenter() -> None:
     with torch.no_grad():
         logits = net(image)
         assert torch.equal(logits, deployed(image))
-        # The deployed output is the training y branch (stride 4) upsampled 4x.
+        # The deployed output is the training y branch (stride 4) upsampled 4x (smp: corners).
         stride4 = net.branches(image).logits
-        upsampled = torch.nn.functional.interpolate(stride4, scale_factor=4, mode="bilinear")
+        upsampled = torch.nn.functional.interpolate(
+            stride4, scale_factor=4, mode="bilinear", align_corners=True
+        )
         assert torch.allclose(logits, upsampled, atol=1e-5)
 
 
