@@ -1,10 +1,14 @@
 import numpy as np
 import pytest
 import torch
+from lightning import Trainer
 from PIL import Image
 
+from tests.data.fixtures_datamodule import CLASSES, MemorySource
 from wseg.callbacks import PredictionWriter, save_palette_png
+from wseg.data import WeakSegDataModule
 from wseg.data.records import voc_palette
+from wseg.methods.supervised import Supervised
 from wseg.visualize import colorize, overlay, panel, to_uint8_image
 
 
@@ -61,3 +65,56 @@ def test_prediction_writer_refuses_to_overwrite_different_files(tmp_path) -> Non
     write(PredictionWriter(output_dir=str(tmp_path), overwrite=True), ["a"], second)
     with Image.open(tmp_path / "a.png") as png:
         assert np.asarray(png).max() == 1
+
+
+def test_prediction_writer_crops_to_the_size_of_each_image(tmp_path) -> None:
+    preds = torch.arange(2 * 4 * 5, dtype=torch.uint8).reshape(2, 4, 5) % 7
+    writer = PredictionWriter(output_dir=str(tmp_path))
+    sizes = torch.tensor([[4, 5], [2, 3]])
+    writer.write_on_batch_end(
+        None, None, {"id": ["a", "b"], "pred": preds, "size": sizes}, None, None, 0
+    )
+    with Image.open(tmp_path / "b.png") as png:
+        assert np.array_equal(np.asarray(png), preds[1, :2, :3].numpy())
+    # without ``size`` in the prediction, the batch's is used (methods that override predict_step)
+    writer.write_on_batch_end(
+        None, None, {"id": ["c"], "pred": preds[1:]}, None, {"size": sizes[1:]}, 0
+    )
+    with Image.open(tmp_path / "c.png") as png:
+        assert np.asarray(png).shape == (2, 3)
+
+
+def test_predict_with_batches_of_differently_sized_images_writes_each_size(tmp_path) -> None:
+    sizes = [(40, 48), (28, 36), (36, 24)]
+
+    class Mixed(WeakSegDataModule):
+        def __init__(self) -> None:
+            super().__init__(crop_size=24, batch_size=2, val_batch_size=2, num_workers=0)
+            self._class_names = CLASSES
+
+        def make_source(self, split):
+            return MemorySource(len(sizes), prefix=split, sizes=sizes)
+
+    torch.manual_seed(0)
+    model = Supervised(
+        num_classes=len(CLASSES), encoder="tu-mobilenetv3_small_050", encoder_weights=None
+    )
+    writer = PredictionWriter(output_dir=str(tmp_path))
+    trainer = Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    predictions = trainer.predict(model, datamodule=Mixed(), return_predictions=True)
+    assert [p["pred"].shape for p in predictions] == [(2, 40, 48), (1, 36, 24)]  # padded batch
+    assert torch.equal(predictions[0]["size"], torch.tensor([[40, 48], [28, 36]]))
+    assert writer.written == len(sizes)
+    for index, size in enumerate(sizes):
+        with Image.open(tmp_path / f"val{index:03d}.png") as png:
+            assert np.asarray(png).shape == size
+    padded = predictions[0]["pred"][1]
+    with Image.open(tmp_path / "val001.png") as png:
+        assert np.array_equal(np.asarray(png), padded[:28, :36].numpy())

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
+from torch import Tensor
 
 from wseg.data.records import IGNORE_INDEX, voc_palette
 from wseg.visualize import panel, to_uint8_image
@@ -47,9 +48,21 @@ def save_palette_png(label: np.ndarray, path: str | Path) -> None:
             os.unlink(temporary)
 
 
+def _crop(array: np.ndarray | Tensor, size: Tensor | None) -> np.ndarray:
+    """Return the top-left ``size`` (``H, W``) of an ``H', W'[, 3]`` map as ``uint8`` numpy."""
+    if isinstance(array, Tensor):
+        array = array.cpu().numpy()
+    if size is not None:
+        array = array[: int(size[0]), : int(size[1])]
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
 class PredictionWriter(BasePredictionWriter):
     """Write each predicted label map as ``<output_dir>/<id>.png`` (VOC palette).
 
+    Each map is cropped to its image's own size, ``size`` (long ``B, 2``: ``H, W``) of the
+    prediction or else of the batch, so the padding the collate adds to evaluation batches of
+    differently sized images never reaches the PNGs; without ``size`` the map is written whole.
     An existing file with different content is never replaced silently: the writer raises unless
     ``overwrite`` is set; an identical file is left alone. Ids with ``/`` become ``__`` in names.
 
@@ -84,8 +97,11 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         """Write the batch's predictions, one PNG per id."""
         assert self.folder is not None, "setup() resolves the folder"
-        for image_id, label in zip(prediction["id"], prediction["pred"]):
-            array = label.cpu().numpy().astype(np.uint8)
+        sizes = prediction.get("size")
+        if sizes is None and isinstance(batch, dict):
+            sizes = batch.get("size")
+        for index, (image_id, label) in enumerate(zip(prediction["id"], prediction["pred"])):
+            array = _crop(label, None if sizes is None else sizes[index])
             path = self.folder / f"{_safe_name(image_id)}.png"
             if path.exists():
                 if np.array_equal(np.asarray(Image.open(path)), array):
@@ -146,12 +162,13 @@ class ValidationOverlays(Callback):
         if not self._active(trainer) or len(self._shown) >= self.num_images:
             return
         for index in range(min(len(batch["id"]), self.num_images - len(self._shown))):
+            size = batch["size"][index] if "size" in batch else None
             self._shown.append(
                 (
                     str(batch["id"][index]),
-                    to_uint8_image(batch["image"][index]),
-                    batch["mask"][index].cpu().numpy().astype(np.uint8),
-                    outputs["pred"][index].cpu().numpy().astype(np.uint8),
+                    _crop(to_uint8_image(batch["image"][index]), size),
+                    _crop(batch["mask"][index], size),
+                    _crop(outputs["pred"][index], size),
                 )
             )
 

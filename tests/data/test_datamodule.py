@@ -173,6 +173,25 @@ def test_validation_is_full_image(synthetic_root):
     assert batch["mask"].shape == (2, *SIZE)
     assert "scribble" not in batch and "pseudo" not in batch
     assert batch["strong"].all()
+    assert batch["size"].dtype == torch.long and batch["size"].tolist() == [list(SIZE)] * 2
+
+
+def test_eval_batches_of_different_sizes_carry_each_size():
+    sizes = [(40, 48), (28, 36), (36, 24)]
+
+    class Mixed(MemoryDataModule):
+        def make_source(self, split):
+            return MemorySource(len(sizes), prefix=split, sizes=sizes)
+
+    dm = Mixed(val_batch_size=2)
+    dm.setup("predict")
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["image"].shape == (2, 3, 40, 48)
+    assert batch["size"].tolist() == [[40, 48], [28, 36]]
+    assert (batch["mask"][1, 28:] == 255).all() and (batch["mask"][1, :, 36:] == 255).all()
+    assert (batch["mask"][1, :28, :36] != 255).any()
+    dm.setup("fit")
+    assert "size" not in dm.train_dataset[0]
 
 
 def test_test_and_predict_default_to_the_validation_split(synthetic_root):

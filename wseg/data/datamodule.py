@@ -48,6 +48,8 @@ class WeakSegDataset(Dataset):
         scribble_width: Stroke width of synthesised scribbles.
         scribble_seed: Global seed of synthesised scribbles (mixed with each image id).
         pseudo_store: A `wseg.labels.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
+        with_size: Add ``size``, long ``(H, W)`` of the transformed image, so that predictions can
+            be cropped back to it after the collate pads the batch (the evaluation datasets).
 
     """
 
@@ -62,6 +64,7 @@ class WeakSegDataset(Dataset):
         scribble_width: int = 3,
         scribble_seed: int = 0,
         pseudo_store: Any = None,
+        with_size: bool = False,
     ) -> None:
         self.source = source
         self.transform = transform
@@ -72,6 +75,7 @@ class WeakSegDataset(Dataset):
         self.scribble_width = scribble_width
         self.scribble_seed = scribble_seed
         self.pseudo_store = pseudo_store
+        self.with_size = with_size
         self._transform_seed: int | None = None
 
     def __len__(self) -> int:
@@ -109,6 +113,8 @@ class WeakSegDataset(Dataset):
         pseudo = None if self.pseudo_store is None else self.pseudo_store.read(sample.id)
         out = transform_sample(self.transform, sample, self.num_classes, scribble, pseudo)
         out["strong"] = torch.tensor(strong)
+        if self.with_size:
+            out["size"] = torch.tensor(out["image"].shape[-2:], dtype=torch.long)
         return out
 
 
@@ -440,7 +446,9 @@ class WeakSegDataModule(L.LightningDataModule):
             self._save_split_to_log_dir()
 
     def _eval_dataset(self, split: str) -> WeakSegDataset:
-        return WeakSegDataset(self.make_source(split), build_eval_transform(), self.num_classes)
+        return WeakSegDataset(
+            self.make_source(split), build_eval_transform(), self.num_classes, with_size=True
+        )
 
     def _train_dataset(self) -> WeakSegDataset:
         source = self.make_source(self.train_split)

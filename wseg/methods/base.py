@@ -164,9 +164,16 @@ class WeakSegMethod(LightningModule):
         self._log_iou("test", self.test_confusion)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Hard labels at the input size: ``{"id": [...], "pred": uint8 B, H, W}`` on the CPU."""
+        """Hard labels at the batch size: ``{"id": [...], "pred": uint8 B, H, W}`` on the CPU.
+
+        Evaluation batches also carry ``size`` (long ``B, 2``, each image's ``H, W`` before the
+        collate padded it); it is passed on so that the prediction writer crops the padding away.
+        """
         pred = self.predict_probs(batch["image"]).argmax(1).to(torch.uint8).cpu()
-        return {"id": list(batch["id"]), "pred": pred}
+        out = {"id": list(batch["id"]), "pred": pred}
+        if "size" in batch:
+            out["size"] = batch["size"].cpu()
+        return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record ``encoder_weights=None``: the checkpoint holds every weight already.
