@@ -109,3 +109,58 @@ def test_bad_boxes_name_the_image(boxes, labels, match):
 def test_bad_image():
     with pytest.raises(ValueError, match="img_7: expected an RGB uint8"):
         grabcut_labels(np.zeros(SIZE, np.uint8), np.zeros((0, 4)), np.zeros(0), name="img_7")
+
+
+def faint_disk(radius: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small, low-contrast disk in strong noise, with its tight box."""
+    rng = np.random.default_rng(0)
+    image = np.zeros((*SIZE, 3), np.uint8)
+    image[:] = (100, 120, 100)
+    yy, xx = np.mgrid[: SIZE[0], : SIZE[1]]
+    disk = (yy - 24) ** 2 + (xx - 30) ** 2 < radius**2
+    image[disk] = (130, 105, 100)
+    noise = rng.integers(-25, 26, image.shape)
+    image = np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8)
+    rows, cols = np.nonzero(disk)
+    box = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], np.float32)
+    return image, disk, box
+
+
+def test_upsampling_a_small_box_lets_grabcut_find_its_object():
+    # At 13 x 13 px the smoothness term outweighs the faint colour difference and the cut keeps no
+    # foreground; upsampled 5x (sqrt(169) = 13 -> 64) the object's area gain grows with the square
+    # of the scale but its boundary cost only linearly, so GrabCut segments it.
+    image, disk, box = faint_disk()
+    label, counts = grabcut_labels(image, box, np.array([1]), upsample_to=0)
+    assert counts["fallback_empty"] == 1
+    label, counts = grabcut_labels(image, box, np.array([1]), upsample_to=64)
+    assert counts["grabcut"] == 1
+    assert iou(label == 1, disk) > 0.95 > iou(rect_labels(box, [1], SIZE) == 1, disk)
+    assert label.shape == SIZE and not label[~(rect_labels(box, [1], SIZE) == 1)].any()
+
+
+def test_upsample_to_below_the_box_size_changes_nothing():
+    image, _ = scene()
+    boxes = np.array([[18, 12, 42, 36]], np.float32)  # sqrt(area) = 24
+    plain, _ = grabcut_labels(image, boxes, np.array([3]), upsample_to=0)
+    same, _ = grabcut_labels(image, boxes, np.array([3]), upsample_to=24)
+    np.testing.assert_array_equal(plain, same)
+
+
+def test_core_is_definite_foreground():
+    # The uniform image of the fallback test: without a core GrabCut keeps nothing; with
+    # core = 0.2 the 20 x 20 box shrunk by sqrt(0.2) per side, x, y in [15.53, 24.47], i.e.
+    # pixels 15..24, is definite foreground, so GrabCut cannot return an empty box.
+    image = np.full((*SIZE, 3), 90, np.uint8)
+    boxes = np.array([[10, 10, 30, 30]], np.float32)
+    label, counts = grabcut_labels(image, boxes, np.array([2]), core=0.2)
+    assert counts["grabcut"] == 1 and counts["fallback_empty"] == 0
+    assert (label[15:25, 15:25] == 2).all()
+    assert not label[:10].any() and not label[:, :10].any()  # outside the box
+
+
+@pytest.mark.parametrize("options", [{"upsample_to": -1}, {"core": 1.0}, {"core": -0.1}])
+def test_bad_options_name_the_image(options):
+    image, _ = scene()
+    with pytest.raises(ValueError, match="img_7: need upsample_to >= 0 and 0 <= core < 1"):
+        grabcut_labels(image, np.zeros((0, 4)), np.zeros(0), name="img_7", **options)

@@ -90,6 +90,8 @@ class GrabCutGenerator(LabelGenerator):
         iterations: GrabCut iterations per box.
         context: Crop margin around each box in box sizes; None runs GrabCut on the whole image.
         min_size: Boxes narrower or shorter than this (pixels) keep their rectangle.
+        upsample_to: Boxes with ``sqrt(area)`` below this (pixels) are upsampled to it; 0: never.
+        core: Fraction of each box's area (its centre) fixed to foreground; 0: standard GrabCut.
 
     """
 
@@ -97,6 +99,8 @@ class GrabCutGenerator(LabelGenerator):
     iterations: int = 5
     context: float | None = 1.0
     min_size: int = 5
+    upsample_to: int = 0
+    core: float = 0.0
 
     def __call__(self, sample: Sample, num_classes: int) -> tuple[np.ndarray, Counter]:
         """Run GrabCut on every box of the sample (see `LabelGenerator`)."""
@@ -108,6 +112,8 @@ class GrabCutGenerator(LabelGenerator):
             iterations=self.iterations,
             context=self.context,
             min_size=self.min_size,
+            upsample_to=self.upsample_to,
+            core=self.core,
             name=name,
         )
 

@@ -41,11 +41,20 @@ def _validate(boxes: np.ndarray, labels: np.ndarray, size: tuple[int, int], name
         raise ValueError(f"{name}: bad image size {size}")
 
 
+def _shrink(box: np.ndarray, fraction: float) -> tuple[float, float, float, float]:
+    """Return ``box`` shrunk about its centre to ``fraction`` of its area (``sqrt`` per side)."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half_w, half_h = np.sqrt(fraction) * (x2 - x1) / 2, np.sqrt(fraction) * (y2 - y1) / 2
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
 def grabcut_box(
     image: np.ndarray,
     init: np.ndarray,
     iterations: int = 5,
     seed: int = 0,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Run OpenCV GrabCut on one initialisation mask and return the foreground.
 
@@ -56,11 +65,19 @@ def grabcut_box(
         iterations: GrabCut iterations (colour-model re-estimation + graph cut).
         seed: Seed of OpenCV's random generator (k-means initialisation of the GMMs), so that
             the result is reproducible.
+        scale: Upsampling factor (``>= 1``): GrabCut runs on the image resized bicubically and the
+            mask by nearest neighbour; the foreground comes back by area averaging (a pixel is
+            foreground when at least half of it is).
 
     Returns:
         ``bool`` ``H, W`` foreground (``GC_FGD`` or ``GC_PR_FGD`` after GrabCut).
 
     """
+    height, width = init.shape
+    if scale > 1.0:
+        resized = (round(width * scale), round(height * scale))
+        image = cv2.resize(image, resized, interpolation=cv2.INTER_CUBIC)
+        init = cv2.resize(init, resized, interpolation=cv2.INTER_NEAREST)
     mask = init.copy()
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
@@ -69,7 +86,13 @@ def grabcut_box(
     cv2.grabCut(
         bgr, mask, None, background_model, foreground_model, iterations, cv2.GC_INIT_WITH_MASK
     )
-    return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    if scale > 1.0:
+        coverage = cv2.resize(
+            foreground.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA
+        )
+        foreground = coverage >= 0.5
+    return foreground
 
 
 def grabcut_labels(
@@ -79,6 +102,8 @@ def grabcut_labels(
     iterations: int = 5,
     context: float | None = 1.0,
     min_size: int = 5,
+    upsample_to: int = 0,
+    core: float = 0.0,
     name: str = "image",
 ) -> tuple[np.ndarray, Counter]:
     """Compute the GrabCut pseudo label map of one image from its boxes.
@@ -98,6 +123,10 @@ def grabcut_labels(
     pixel claimed by several boxes gets the smallest box's class (the Bbox-Rect rule); pixels no box
     claims are background (0).
 
+    Beyond standard GrabCut-from-box, both off by default so that ``grabcut`` stays the baseline
+    the papers compare with: ``upsample_to`` runs small boxes at a larger scale (GrabCut's model
+    unchanged, only the object size normalised); ``core`` fixes the box centre to foreground.
+
     Fallback to the box rectangle, counted per reason in the returned counter: a box narrower or
     shorter than ``min_size`` pixels (too small to fit GrabCut's 5-component colour models:
     ``fallback_small``), a crop without any background pixel (the box covers the whole crop:
@@ -112,6 +141,21 @@ def grabcut_labels(
         iterations: GrabCut iterations per box (5, as in the Box2Seg setting).
         context: Crop margin around each box, in box sizes; ``None`` runs on the whole image.
         min_size: Smallest box width and height (pixels) given to GrabCut.
+        upsample_to: Crops of boxes with ``sqrt(area)`` below this many pixels are upsampled so
+            that it reaches it (0: never, plain GrabCut). GrabCut's smoothness weight (OpenCV's
+            fixed ``gamma = 50``) was set for objects hundreds of pixels across; an object's
+            colour gain grows with its area and its boundary cost with its perimeter, so small
+            boxes collapse to no foreground. Upsampling by ``s`` scales the first by ``s^2``, the
+            second by ``s``. On tiny_coco (half its boxes below 48 px) plain GrabCut found no
+            foreground in 46% of the boxes, 128 in 20%; box F-beta rose from 60.1 / 62.3 to
+            65.6 / 66.9 (train2017 / val2017), synthetic 89.2 -> 94.8, at several times the cost
+            (``benchmarks/pseudo_label_quality.py``).
+        core: Fraction of each box's area, the box shrunk about its centre by ``sqrt(core)`` per
+            side, set to definite foreground (``GC_FGD``), as Bbox-Seg clamps its box centres
+            (Papandreou et al. use 20%); 0 is standard GrabCut (the whole box probable
+            foreground). With 0.2, no box of tiny_coco fell back for lack of foreground and box
+            F-beta rose to 69.5 / 74.4 (with ``upsample_to=128``: 70.8 / 75.0); a centre that is
+            background (a ring, a thin diagonal object) becomes a false positive.
         name: Image name for error messages.
 
     Returns:
@@ -122,6 +166,10 @@ def grabcut_labels(
         ValueError: On a malformed image, boxes or labels (the message names ``name``).
 
     """
+    if upsample_to < 0 or not 0.0 <= core < 1.0:
+        raise ValueError(
+            f"{name}: need upsample_to >= 0 and 0 <= core < 1, got {upsample_to}, {core}"
+        )
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(
@@ -153,6 +201,9 @@ def grabcut_labels(
                 x0, x1 = max(c0 - dx, 0), min(c1 + dx, size[1])
             init = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, dtype=np.uint8)
             init[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] = cv2.GC_PR_FGD
+            if core > 0:
+                q0, q1, p0, p1 = box_pixel_bounds(_shrink(boxes[k], core), size)
+                init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_FGD
             for j in order[rank + 1 :]:
                 if labels[j] == labels[k] or areas[j] == 0:
                     continue
@@ -162,10 +213,11 @@ def grabcut_labels(
                     init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_PR_BGD
             if not ((init == cv2.GC_BGD) | (init == cv2.GC_PR_BGD)).any():
                 counts["fallback_no_background"] += 1
-            elif not (init == cv2.GC_PR_FGD).any():
+            elif not ((init == cv2.GC_PR_FGD) | (init == cv2.GC_FGD)).any():
                 counts["fallback_covered"] += 1
             else:
-                result = grabcut_box(image[y0:y1, x0:x1], init, iterations)
+                scale = max(1.0, upsample_to / np.sqrt(areas[k]))
+                result = grabcut_box(image[y0:y1, x0:x1], init, iterations, scale=scale)
                 inside = result[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
                 if inside.any():
                     foreground = inside
