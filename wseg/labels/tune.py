@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import shlex
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from wseg.labels.__main__ import DATASETS, _key_values
 from wseg.labels.crf import DenseCRFParams
 from wseg.labels.generate import CRFGenerator
 from wseg.metrics import confusion_matrix, mean_iou
+from wseg.parallel import worker_context
 
 __all__ = ["TuneResult", "candidate_generators", "held_out_indices", "main", "tune_crf"]
 
@@ -182,9 +182,7 @@ def tune_crf(
         _WORKER.update(source=source, generators=generators)
         results = map(_score_image, indices)
     else:
-        pool = multiprocessing.get_context().Pool(
-            min(workers, len(indices)), _init_worker, (source, generators)
-        )
+        pool = worker_context().Pool(min(workers, len(indices)), _init_worker, (source, generators))
         results = pool.imap_unordered(_score_image, indices)
     try:
         for confusion in results:
