@@ -5,11 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+SETTING ?= demo
+MODE ?= conv
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,10 +38,16 @@ format: $(STAMP) ## ruff format and autofix
 	$(PY) -m ruff format wseg tests benchmarks
 	$(PY) -m ruff check --fix wseg tests benchmarks
 
-bench: $(STAMP) ## run the benchmarks (printed ratios; minutes on CPU)
+selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|voc_f1464|cityscapes_f914|..., MODE=conv|linear|none|all)
+	$(PY) -m wseg.pipeline selfcorr --setting $(SETTING) --mode $(MODE)
+
+bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 minutes on 2 CPU cores)
 	$(PY) -m benchmarks
+
+bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
+	$(PY) -m benchmarks em_family self_correction box2seg
 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format bench clean
+.PHONY: help install demo test test-slow lint format selfcorr bench bench-methods clean

@@ -1,21 +1,30 @@
-"""Run every benchmark in turn (``make bench``); ``python -m benchmarks NAME ...`` runs some.
+"""Run the benchmarks in turn (``make bench``); ``python -m benchmarks NAME ...`` runs some.
 
 Each benchmark prints its own table of ratios measured in that one run. They take minutes on CPU
-(tiny_coco_fit about 20), so they are not part of the test suite.
+(tiny_coco_fit about 20), so they are not part of the test suite. The per-family method tables
+(`METHOD_TABLES`, ``make bench-methods``) train several models each and run only when named.
 """
 
 import subprocess
 import sys
 
-BENCHMARKS = ("train_overhead", "crf_speed", "pseudo_label_quality", "tiny_coco_fit")
+BENCHMARKS = (
+    "train_overhead",
+    "crf_speed",
+    "pseudo_label_quality",
+    "box2seg_memory",
+    "tiny_coco_fit",
+)
+METHOD_TABLES = ("em_family", "self_correction", "box2seg")
 
 
 def main() -> int:
     """Run the named benchmarks (default: all); return the first failing exit code."""
     names = sys.argv[1:] or list(BENCHMARKS)
-    unknown = sorted(set(names) - set(BENCHMARKS))
+    known = BENCHMARKS + METHOD_TABLES
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        print(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}", file=sys.stderr)
+        print(f"unknown benchmark(s) {unknown}; choose from {list(known)}", file=sys.stderr)
         return 2
     for name in names:
         print(f"\n===== benchmarks.{name} =====", flush=True)
