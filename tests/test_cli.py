@@ -183,3 +183,28 @@ def test_ddp_validation_miou_equals_single_process(fitted, tmp_path) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
         results[devices] = read_metric(out, "val/miou")
     assert results[2] == pytest.approx(results[1], abs=1e-6)
+
+
+def test_wandb_runs_sharing_a_save_dir_keep_their_own_files(tmp_path, monkeypatch) -> None:
+    """Two W&B runs saved to one folder: each run's config and overlays stay in its own folder."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    folders = []
+    for method in ("Supervised", "BboxRect"):
+        cli = main(
+            ["fit", "--model", method, *MODEL, "--model.log_images_every_n_epochs", "1"]
+            + ["--data", "WeakSegDataModule", "--data.num_strong", "2"]
+            + common(tmp_path / "synthetic", tmp_path)
+            + ["--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"]
+            + ["--trainer.logger", "WandbLogger", "--trainer.logger.offline", "true"]
+            + ["--trainer.logger.save_dir", str(tmp_path / "shared")]
+        )
+        (checkpoint,) = tmp_path.joinpath("shared").rglob(f"{cli.trainer.logger.version}/**/*.ckpt")
+        folder = checkpoint.parent.parent
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
+        assert saved["model"]["class_path"] == f"wseg.methods.{method}"
+        assert (folder / "strong_split.txt").is_file()
+        assert list((folder / "overlays").rglob("*.png"))
+        folders.append(folder)
+        cli.trainer.logger.experiment.finish()
+    assert folders[0] != folders[1]
+    assert not (tmp_path / "shared" / "config.yaml").exists()

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from wseg.data.records import IGNORE_INDEX, voc_palette
+from wseg.runs import local_run_dir, run_dir
 from wseg.visualize import panel, to_uint8_image
 
 
@@ -67,7 +68,7 @@ class PredictionWriter(BasePredictionWriter):
     ``overwrite`` is set; an identical file is left alone. Ids with ``/`` become ``__`` in names.
 
     Args:
-        output_dir: Folder of the PNGs; None: ``<trainer.log_dir>/predictions``.
+        output_dir: Folder of the PNGs; None: ``predictions/`` in the run's folder (`run_dir`).
         overwrite: Replace existing files whose content differs.
 
     """
@@ -80,10 +81,10 @@ class PredictionWriter(BasePredictionWriter):
         self.folder = Path(output_dir) if output_dir else None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Resolve the output folder on every process (``trainer.log_dir`` is a collective)."""
-        log_dir = trainer.log_dir
+        """Resolve the output folder on every process (`run_dir` is a collective)."""
+        folder = run_dir(trainer)
         if self.output_dir is None:
-            self.folder = Path(log_dir or ".") / "predictions"
+            self.folder = folder / "predictions"
 
     def write_on_batch_end(
         self,
@@ -120,7 +121,7 @@ class ValidationOverlays(Callback):
 
     With a `WandbLogger` they go to W&B as ``val/overlays`` (the image with toggleable
     ground-truth and prediction masks); in every case they are written as PNG panels
-    (image | ground truth | prediction) to ``<trainer.log_dir>/overlays/epoch_<e>/<id>.png``.
+    (image | ground truth | prediction) to ``<run folder>/overlays/epoch_<e>/<id>.png``.
 
     Args:
         every_n_epochs: Epoch interval (epoch 0 included).
@@ -132,11 +133,11 @@ class ValidationOverlays(Callback):
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self._shown: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._log_dir = Path(".")
+        self._run_dir = Path(".")
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Resolve the log folder on every process (``trainer.log_dir`` is a collective)."""
-        self._log_dir = Path(trainer.log_dir or ".")
+        """Resolve the run's folder on every process (`run_dir` is a collective)."""
+        self._run_dir = run_dir(trainer)
 
     def _active(self, trainer: Trainer) -> bool:
         return (
@@ -178,7 +179,7 @@ class ValidationOverlays(Callback):
             return
         names = getattr(pl_module, "class_names", None) or []
         labels = {i: name for i, name in enumerate(names)} | {IGNORE_INDEX: "ignore"}
-        folder = self._log_dir / "overlays" / f"epoch_{trainer.current_epoch:03d}"
+        folder = self._run_dir / "overlays" / f"epoch_{trainer.current_epoch:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         for image_id, image, mask, pred in self._shown:
             Image.fromarray(panel(image, mask, pred)).save(folder / f"{_safe_name(image_id)}.png")
@@ -201,24 +202,39 @@ class ValidationOverlays(Callback):
         self._shown = []
 
 
-class WandbSaveConfigCallback(SaveConfigCallback):
-    """Lightning's config saving (``config.yaml`` in the log dir) that also sends it to W&B.
+class RunConfigCallback(SaveConfigCallback):
+    """Save the resolved config as ``config.yaml`` in the run's own folder, and send it to W&B.
 
-    With a `WandbLogger`, the resolved config becomes the run's config (nested keys flattened
-    with "/") and the YAML file is attached to the run as ``lightning_config.yaml``.
+    Lightning's callback writes to ``trainer.log_dir``, which every W&B run saved to the same
+    ``save_dir`` shares, so runs would replace each other's config; this one writes to the run's
+    folder (`wseg.runs.run_dir`, beside ``checkpoints/``). With a `WandbLogger`, the config also
+    becomes the W&B run's config (nested keys flattened with "/") and the YAML file is attached to
+    the run as ``lightning_config.yaml`` (W&B writes a ``config.yaml`` of its own).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["save_to_log_dir"] = False  # `save_config` writes to the run's folder instead
+        super().__init__(*args, **kwargs)
+
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Push the config to every W&B logger."""
+        """Write ``config.yaml`` to the run's folder and push it to every W&B logger (rank 0)."""
+        folder = local_run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(
+            self.config,
+            folder / self.config_filename,
+            skip_none=False,
+            overwrite=self.overwrite,
+            multifile=self.multifile,
+        )
         for logger in trainer.loggers:
             if not isinstance(logger, WandbLogger):
                 continue
             config = self.parser.dump(self.config, skip_none=False, format="yaml")
-            folder = Path(logger.experiment.dir)
-            # W&B writes its own config.yaml into the run's files: keep a distinct name.
-            path = folder / f"lightning_{self.config_filename}"
+            files = Path(logger.experiment.dir)
+            path = files / f"lightning_{self.config_filename}"
             path.write_text(config)
-            logger.experiment.save(str(path), base_path=str(folder), policy="now")
+            logger.experiment.save(str(path), base_path=str(files), policy="now")
             logger.experiment.config.update(_flatten(self.config.as_dict()), allow_val_change=True)
 
 

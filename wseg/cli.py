@@ -14,7 +14,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 import wseg.data  # noqa: F401  (registers the datamodule for short class names)
 import wseg.methods  # noqa: F401  (registers every method for short class names)
-from wseg.callbacks import PredictionWriter, WandbSaveConfigCallback
+from wseg.callbacks import PredictionWriter, RunConfigCallback
 from wseg.methods import WeakSegMethod
 
 
@@ -48,7 +48,7 @@ def main(args: ArgsType = None, **kwargs: Any) -> WSegCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
-        save_config_callback=WandbSaveConfigCallback,
+        save_config_callback=RunConfigCallback,
         save_config_kwargs={"overwrite": True},
         args=args,
         **kwargs,

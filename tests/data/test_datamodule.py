@@ -128,7 +128,7 @@ def test_strong_flags_follow_the_split_and_the_split_is_saved(synthetic_root, tm
     # A different split is never written over the saved one.
     other.trainer = trainer
     with pytest.raises(FileExistsError, match="different id list"):
-        other._save_split_to_log_dir()
+        other._save_split_to_run_dir()
     assert set(load_split(saved)) == dm.strong_ids
 
 

@@ -31,6 +31,7 @@ from wseg.data.weak import (
     seed_from_id,
     synthesize_scribbles,
 )
+from wseg.runs import run_dir
 
 STRONG_SPLIT_NAME = "strong_split.txt"
 
@@ -212,9 +213,10 @@ class WeakSegDataModule(L.LightningDataModule):
 
     The strong/weak split is drawn once from the training ids (``num_strong`` or
     ``strong_fraction`` with ``split_seed``), or read from ``strong_split_file`` when that file
-    exists (and written there when it does not). It is saved as ``strong_split.txt`` in the
-    trainer's log directory; an existing, different list there is an error, never overwritten.
-    Without a split (``strong_ids`` is None) every training image with a mask is strong.
+    exists (and written there when it does not). It is saved as ``strong_split.txt`` in the run's
+    folder (`wseg.runs.run_dir`, beside ``checkpoints/``); an existing, different list there is an
+    error, never overwritten. Without a split (``strong_ids`` is None) every training image with a
+    mask is strong.
 
     Args:
         dataset: Dataset layout: ``voc``, ``cityscapes``, ``coco`` or ``synthetic``.
@@ -443,7 +445,7 @@ class WeakSegDataModule(L.LightningDataModule):
         if stage == "predict" and self.predict_dataset is None:
             self.predict_dataset = self._eval_dataset(self.predict_split)
         if stage == "fit":
-            self._save_split_to_log_dir()
+            self._save_split_to_run_dir()
 
     def _eval_dataset(self, split: str) -> WeakSegDataset:
         return WeakSegDataset(
@@ -527,17 +529,17 @@ class WeakSegDataModule(L.LightningDataModule):
             save_split(strong, split_file)
         return strong
 
-    def _save_split_to_log_dir(self) -> None:
+    def _save_split_to_run_dir(self) -> None:
         configured = self.num_strong is not None or self.strong_fraction is not None
         if not (configured or self.strong_split_file) or self.strong_ids is None:
             return
         trainer = self.trainer
         if trainer is None:
             return
-        # `log_dir` is a broadcast from rank 0: every rank must ask, only rank 0 writes.
-        log_dir = trainer.log_dir
-        if trainer.is_global_zero and log_dir is not None:
-            save_split(self.strong_ids, Path(log_dir) / STRONG_SPLIT_NAME)
+        # `run_dir` is a broadcast from rank 0: every rank must ask, only rank 0 writes.
+        folder = run_dir(trainer)
+        if trainer.is_global_zero:
+            save_split(self.strong_ids, folder / STRONG_SPLIT_NAME)
 
     def _open_store(self) -> Any:
         from wseg.labels.store import PseudoLabelStore, StoreError
