@@ -1,12 +1,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
+from fake_batches import NUM_CLASSES, TINY, BatchList, batch_loader, make_batch
 from lightning.pytorch import Trainer
 
 from wseg.eval import predict_probs
 from wseg.methods import BboxRect, Supervised
 from wseg.metrics import confusion_matrix, iou_from_confusion, mean_iou
+from wseg.postprocess import crf_postprocess
 
 
 def trainer(tmp_path, **kwargs) -> Trainer:
@@ -116,3 +117,27 @@ def test_checkpoint_reloads_without_the_initial_encoder_weights(tmp_path) -> Non
     assert restored.hparams.encoder_weights is None
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, restored.state_dict()[name]), name
+
+
+def test_crf_postprocessing_is_scored_beside_the_plain_prediction(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Supervised(num_classes=NUM_CLASSES, crf_postprocess=True, **TINY)
+    batches = [make_batch(seed=seed, size=(40, 56)) for seed in range(2)]
+    for batch in batches:  # the second image is padding beyond 30 x 40
+        batch["size"] = torch.tensor([[40, 56], [30, 40]])
+    loader = torch.utils.data.DataLoader(BatchList(batches), batch_size=None)
+    metrics = trainer(tmp_path).validate(model, loader, verbose=False)[0]
+    model.eval()
+    plain = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    refined = torch.zeros_like(plain)
+    with torch.no_grad():
+        for batch in batches:
+            probs = predict_probs(model.net, batch["image"])
+            valid = torch.zeros(2, 40, 56, dtype=torch.bool)
+            valid[0], valid[1, :30, :40] = True, True
+            crf = crf_postprocess(batch["image"], probs, valid=valid)
+            plain += confusion_matrix(probs.argmax(1), batch["mask"], NUM_CLASSES)
+            refined += confusion_matrix(crf.argmax(1), batch["mask"], NUM_CLASSES)
+    assert metrics["val/miou"] == pytest.approx(mean_iou(plain))
+    assert metrics["val/miou_crf"] == pytest.approx(mean_iou(refined))
+    assert not torch.equal(plain, refined)  # the CRF changed some labels

@@ -15,6 +15,7 @@ from wseg.data.records import IGNORE_INDEX
 from wseg.eval import forward_any_size, predict_probs, resize_probs
 from wseg.metrics import ConfusionMatrix, iou_from_confusion, mean_iou, pixel_accuracy
 from wseg.nets import Arch, build_segmenter
+from wseg.postprocess import crf_postprocess
 
 
 class WeakSegMethod(LightningModule):
@@ -44,6 +45,9 @@ class WeakSegMethod(LightningModule):
         head_lr_mult: Learning-rate factor for parameters outside the encoder.
         tta_flip: Average predictions over horizontal flips in validate, test and predict.
         tta_scales: Average predictions over these input scales (None: the input size only).
+        crf_postprocess: Also score predictions refined by the dense CRF (10 mean-field
+            iterations, DeepLab-CRF; logged as ``val/miou_crf`` beside the plain ``val/miou``); the
+            PNGs of predict are then the refined ones.
         log_images_every_n_epochs: Log image/label/prediction overlays every n epochs; 0: never.
         num_log_images: How many validation images the overlays show.
 
@@ -64,6 +68,7 @@ class WeakSegMethod(LightningModule):
         head_lr_mult: float = 10.0,
         tta_flip: bool = False,
         tta_scales: list[float] | None = None,
+        crf_postprocess: bool = False,
         log_images_every_n_epochs: int = 5,
         num_log_images: int = 4,
     ) -> None:
@@ -84,9 +89,12 @@ class WeakSegMethod(LightningModule):
         """Set up loss modules; the base needs none (see `cross_entropy`)."""
 
     def configure_metrics(self) -> None:
-        """Create the confusion-matrix accumulators of validation and test."""
+        """Create the confusion-matrix accumulators of validation and test (plain and CRF)."""
         self.val_confusion = ConfusionMatrix(self.hparams.num_classes)
         self.test_confusion = ConfusionMatrix(self.hparams.num_classes)
+        if self.hparams.crf_postprocess:
+            self.val_confusion_crf = ConfusionMatrix(self.hparams.num_classes)
+            self.test_confusion_crf = ConfusionMatrix(self.hparams.num_classes)
 
     def configure_callbacks(self) -> list[Callback]:
         """Add the overlay images every ``log_images_every_n_epochs`` epochs."""
@@ -133,35 +141,63 @@ class WeakSegMethod(LightningModule):
         scales = self.hparams.tta_scales or [1.0]
         return predict_probs(self.net, image, flip=self.hparams.tta_flip, scales=scales)
 
-    def _evaluate(self, batch: dict[str, Any], confusion: ConfusionMatrix) -> dict[str, Tensor]:
+    def eval_probs(self, batch: dict[str, Any]) -> Tensor:
+        """``B, C, H, W`` probabilities that validate, test and predict score (TTA applied).
+
+        Methods whose deployed model reads more than the image (the box-conditioned ancillary
+        model) override this one hook.
+        """
+        return self.predict_probs(batch["image"])
+
+    def _refine(self, batch: dict[str, Any], probs: Tensor) -> Tensor:
+        """Dense-CRF post-processing of ``probs`` on the batch's images, padding left out."""
+        valid = None
+        if "size" in batch:
+            rows = torch.arange(probs.shape[-2], device=probs.device)
+            cols = torch.arange(probs.shape[-1], device=probs.device)
+            heights, widths = batch["size"][:, 0], batch["size"][:, 1]
+            valid = (rows.view(1, -1, 1) < heights.view(-1, 1, 1)) & (
+                cols.view(1, 1, -1) < widths.view(-1, 1, 1)
+            )
+        return crf_postprocess(batch["image"], probs, valid=valid)
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
         mask = batch["mask"]
-        pred = resize_probs(self.predict_probs(batch["image"]), tuple(mask.shape[-2:])).argmax(1)
-        confusion.update(pred, mask)
+        probs = resize_probs(self.eval_probs(batch), tuple(mask.shape[-2:]))
+        pred = probs.argmax(1)
+        getattr(self, f"{stage}_confusion").update(pred, mask)
+        if self.hparams.crf_postprocess:
+            refined = self._refine(batch, probs).argmax(1)
+            getattr(self, f"{stage}_confusion_crf").update(refined, mask)
         return {"pred": pred}
 
-    def _log_iou(self, stage: str, confusion: ConfusionMatrix) -> None:
-        matrix = confusion.compute()
-        confusion.reset()
+    def _log_iou(self, stage: str) -> None:
+        matrix = getattr(self, f"{stage}_confusion").compute()
+        getattr(self, f"{stage}_confusion").reset()
         self.log(f"{stage}/miou", mean_iou(matrix), prog_bar=True, sync_dist=True)
         self.log(f"{stage}/pixel_acc", pixel_accuracy(matrix), sync_dist=True)
         for name, iou in zip(self.class_names, iou_from_confusion(matrix).tolist()):
             self.log(f"{stage}/iou/{name}", iou, sync_dist=True)
+        if self.hparams.crf_postprocess:
+            refined = getattr(self, f"{stage}_confusion_crf")
+            self.log(f"{stage}/miou_crf", mean_iou(refined.compute()), sync_dist=True)
+            refined.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         """Accumulate the confusion matrix; return predictions for the overlay callback."""
-        return self._evaluate(batch, self.val_confusion)
+        return self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/miou``, ``val/pixel_acc`` and ``val/iou/<class>``."""
-        self._log_iou("val", self.val_confusion)
+        self._log_iou("val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         """Accumulate the confusion matrix of the test split."""
-        return self._evaluate(batch, self.test_confusion)
+        return self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         """Log ``test/miou``, ``test/pixel_acc`` and ``test/iou/<class>``."""
-        self._log_iou("test", self.test_confusion)
+        self._log_iou("test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict:
         """Hard labels at the batch size: ``{"id": [...], "pred": uint8 B, H, W}`` on the CPU.
@@ -169,7 +205,10 @@ class WeakSegMethod(LightningModule):
         Evaluation batches also carry ``size`` (long ``B, 2``, each image's ``H, W`` before the
         collate padded it); it is passed on so that the prediction writer crops the padding away.
         """
-        pred = self.predict_probs(batch["image"]).argmax(1).to(torch.uint8).cpu()
+        probs = self.eval_probs(batch)
+        if self.hparams.crf_postprocess:
+            probs = self._refine(batch, probs)
+        pred = probs.argmax(1).to(torch.uint8).cpu()
         out = {"id": list(batch["id"]), "pred": pred}
         if "size" in batch:
             out["size"] = batch["size"].cpu()

@@ -23,7 +23,6 @@ from wseg.losses.self_correction import (
     soft_cross_entropy,
 )
 from wseg.methods.base import WeakSegMethod
-from wseg.metrics import ConfusionMatrix
 from wseg.nets.ancillary import AncillarySegmenter
 from wseg.nets.pretrained import load_checkpoint_tensors
 from wseg.nets.self_correction import ConvSelfCorrection
@@ -94,25 +93,9 @@ class Ancillary(WeakSegMethod):
         scales = self.hparams.tta_scales or [1.0]
         return predict_probs(net, packed, flip=self.hparams.tta_flip, scales=scales)
 
-    def _evaluate_with_boxes(
-        self, batch: dict[str, Any], confusion: ConfusionMatrix
-    ) -> dict[str, Tensor]:
-        pred = self.box_probs(batch["image"], batch["box_mask"]).argmax(1)
-        confusion.update(pred, batch["mask"])
-        return {"pred": pred}
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        """Accumulate the confusion matrix of box-conditioned predictions."""
-        return self._evaluate_with_boxes(batch, self.val_confusion)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        """Accumulate the test confusion matrix of box-conditioned predictions."""
-        return self._evaluate_with_boxes(batch, self.test_confusion)
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Box-conditioned hard labels: ``{"id": [...], "pred": uint8 B, H, W}`` on the CPU."""
-        probs = self.box_probs(batch["image"], batch["box_mask"])
-        return {"id": list(batch["id"]), "pred": probs.argmax(1).to(torch.uint8).cpu()}
+    def eval_probs(self, batch: dict[str, Any]) -> Tensor:
+        """Box-conditioned probabilities: validate, test and predict feed the boxes too."""
+        return self.box_probs(batch["image"], batch["box_mask"])
 
 
 class SelfCorrection(WeakSegMethod):
