@@ -46,12 +46,13 @@ def main() -> None:
     parser.add_argument("--root", default=str(TINY_COCO))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--out", default="runs/bench_tiny_coco")
+    parser.add_argument("--methods", nargs="+", default=["supervised", "bbox_rect"])
     args = parser.parse_args()
     root = Path(args.root)
 
     rect, classes = rect_label_miou(root, "train2017")
     rows = []
-    for name in ("supervised", "bbox_rect"):
+    for name in args.methods:
         config = REPO / "experiments" / f"{name}_tiny_coco.yaml"
         start = time.perf_counter()
         cli = cli_main(
