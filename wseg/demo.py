@@ -1,9 +1,9 @@
 """The README's main job: synthetic data, Supervised and Bbox-Rect trained on CPU, a result table.
 
-``python -m wseg.demo`` (or ``make demo``) generates the built-in synthetic dataset, measures how
-good naive Bbox-Rect labels are against its true masks, trains every demo experiment in
-``experiments/demo/`` through the real command line (W&B offline), then prints and writes a table
-of validation mIoU and writes overlay panels (image | truth | one prediction per method).
+``python -m wseg.demo`` (or ``make demo``) trains ``experiments/demo/supervised.yaml`` and
+``bbox_rect.yaml`` through the real command line (W&B offline; the first fit generates the
+synthetic dataset), measures how good naive Bbox-Rect labels are against its true masks, then
+prints and writes a table of validation mIoU and overlay panels (image | truth | each method).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from PIL import Image
 
 from wseg.cli import WSegCLI
 from wseg.cli import main as cli_main
-from wseg.data.synthetic import bbox_rect_miou, generate_synthetic
+from wseg.data.synthetic import bbox_rect_miou
 from wseg.visualize import panel, to_uint8_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,13 +39,13 @@ class DemoRow:
     cli: WSegCLI
 
 
-def train(name: str, out: Path, epochs: int | None) -> DemoRow:
+def train(name: str, out: Path, overrides: Sequence[str] = ()) -> DemoRow:
     """Fit ``experiments/demo/<name>.yaml`` through the command line and read its val mIoU.
 
     Args:
         name: Demo experiment name.
         out: Run directory of the demo; this experiment's logs go to ``out/<name>``.
-        epochs: Override of the YAML's ``max_epochs`` (None keeps it).
+        overrides: Extra command-line arguments for the fit (e.g. ``--trainer.max_epochs 2``).
 
     Returns:
         The table row, with the CLI object for predictions.
@@ -55,13 +55,14 @@ def train(name: str, out: Path, epochs: int | None) -> DemoRow:
     if not config.is_file():
         raise FileNotFoundError(f"{config} not found: run the demo from a wseg source checkout")
     args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(out / name)]
-    args += ["--trainer.logger.init_args.save_dir", str(out)]
-    if epochs is not None:
-        args += ["--trainer.max_epochs", str(epochs)]
+    args += ["--trainer.logger.init_args.save_dir", str(out), *overrides]
     start = time.perf_counter()
     cli = cli_main(args)
     minutes = (time.perf_counter() - start) / 60
     miou = float(cli.trainer.callback_metrics["val/miou"]) * 100
+    # Close this W&B run: in the same process the next WandbLogger would otherwise reuse it (and
+    # its folder, so the next method's checkpoints and config would land in this one's).
+    cli.trainer.logger.experiment.finish()
     return DemoRow(name, type(cli.model).__name__, miou, minutes, cli)
 
 
@@ -128,12 +129,18 @@ def main(argv: Sequence[str] | None = None) -> list[DemoRow]:
     parser.add_argument("--epochs", type=int, default=None, help="override the YAMLs' max_epochs")
     parser.add_argument("--experiments", nargs="+", default=list(DEMO_EXPERIMENTS))
     parser.add_argument("--num-overlays", type=int, default=8, help="overlay panels to write")
+    parser.add_argument(
+        "fit_args", nargs="*", help="after --: extra arguments for every fit, e.g. -- --seed 1"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
 
-    generate_synthetic(args.root)
-    rect_miou = bbox_rect_miou(args.root, "train")
-    rows = [train(name, out, args.epochs) for name in args.experiments]
+    # The first fit's datamodule generates the data (its YAML holds the generator's settings).
+    overrides = ["--data.init_args.root", args.root, *args.fit_args]
+    if args.epochs is not None:
+        overrides += ["--trainer.max_epochs", str(args.epochs)]
+    rows = [train(name, out, overrides) for name in args.experiments]
+    rect_miou = bbox_rect_miou(rows[0].cli.datamodule.root, "train")
     table = format_table(rect_miou, rows)
     overlays = write_overlays(rows, out / "overlays", args.num_overlays)
 
