@@ -6,6 +6,7 @@ Generators: ``rect`` (Bbox-Rect), ``grabcut`` (GrabCut per box), ``crf`` (Papand
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -24,7 +25,7 @@ from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
 from wseg.data.weak import box_pixel_bounds, rect_labels
 from wseg.labels.grabcut import grabcut_labels
 from wseg.labels.store import PseudoLabelStore
-from wseg.parallel import worker_context
+from wseg.parallel import pool_imap_unordered
 
 __all__ = [
     "GENERATORS",
@@ -386,27 +387,24 @@ def generate(
         unit="img",
         disable=not progress or rank != 0,
     )
-    if workers == 1 or len(todo) <= 1:
-        _WORKER.update(source=source, generator=generator, store=store)
-        results = map(_run_one, todo)
-        pool = None
-    else:
-        pool = worker_context().Pool(
-            min(workers, len(todo)), _init_worker, (source, generator, str(store.path))
-        )
-        results = pool.imap_unordered(_run_one, todo)
-    try:
-        for image_id, counts, seconds in results:
-            generated.append(image_id)
-            stats.update(counts)
-            generator_seconds += seconds
-            bar.update()
-    finally:
-        bar.close()
-        _WORKER.clear()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or len(todo) <= 1:
+            _WORKER.update(source=source, generator=generator, store=store)
+            results = map(_run_one, todo)
+        else:
+            args = (source, generator, str(store.path))
+            results = stack.enter_context(
+                pool_imap_unordered(_run_one, todo, workers, _init_worker, args)
+            )
+        try:
+            for image_id, counts, seconds in results:
+                generated.append(image_id)
+                stats.update(counts)
+                generator_seconds += seconds
+                bar.update()
+        finally:
+            bar.close()
+            _WORKER.clear()
     seconds = time.perf_counter() - start
     run = {
         "started": started,

@@ -10,6 +10,7 @@ the combination with the best pseudo-label mIoU is written to a YAML config for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -30,7 +31,7 @@ from wseg.labels.__main__ import DATASETS, _key_values
 from wseg.labels.crf import DenseCRFParams
 from wseg.labels.generate import CRFGenerator
 from wseg.metrics import confusion_matrix, mean_iou
-from wseg.parallel import worker_context
+from wseg.parallel import pool_imap_unordered
 
 __all__ = ["TuneResult", "candidate_generators", "held_out_indices", "main", "tune_crf"]
 
@@ -177,23 +178,22 @@ def tune_crf(
     bar = tqdm(
         total=len(indices), desc=f"{len(generators)} candidates", unit="img", disable=not progress
     )
-    pool = None
-    if workers == 1 or len(indices) == 1:
-        _WORKER.update(source=source, generators=generators)
-        results = map(_score_image, indices)
-    else:
-        pool = worker_context().Pool(min(workers, len(indices)), _init_worker, (source, generators))
-        results = pool.imap_unordered(_score_image, indices)
-    try:
-        for confusion in results:
-            total += confusion
-            bar.update()
-    finally:
-        bar.close()
-        _WORKER.clear()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or len(indices) == 1:
+            _WORKER.update(source=source, generators=generators)
+            results = map(_score_image, indices)
+        else:
+            args = (source, generators)
+            results = stack.enter_context(
+                pool_imap_unordered(_score_image, indices, workers, _init_worker, args)
+            )
+        try:
+            for confusion in results:
+                total += confusion
+                bar.update()
+        finally:
+            bar.close()
+            _WORKER.clear()
     mious = [mean_iou(torch.from_numpy(c)) for c in total]
     candidates = [g.options() for g in generators]
     return TuneResult(candidates, mious, [source.ids[i] for i in indices])
