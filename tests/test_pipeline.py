@@ -7,15 +7,15 @@ import yaml
 
 from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.weak import load_split, make_strong_split
-from wseg.pipeline import (
+from wseg.pipeline import commands, main
+from wseg.pipeline.selfcorr import SETTINGS, make_splits, selfcorr_stages
+from wseg.pipeline.stages import (
     FINAL,
     METRICS,
-    SETTINGS,
+    Stage,
     data_overrides,
-    main,
-    make_splits,
+    load_config,
     run_stages,
-    selfcorr_stages,
     stage_config,
 )
 
@@ -87,12 +87,29 @@ def test_stage_config_wires_split_inputs_and_final_checkpoint(tmp_path: Path) ->
     assert config["data"]["init_args"]["strong_only"] is False
     assert config["trainer"]["logger"]["init_args"]["save_dir"] == str(tmp_path / "conv")
     assert config["trainer"]["callbacks"][-1] == {
-        "class_path": "wseg.pipeline.StageCheckpoint",
+        "class_path": "wseg.pipeline.stages.StageCheckpoint",
         "init_args": {"path": str(tmp_path / "conv" / FINAL)},
     }
     half = stage_config(selfcorr_stages(DEMO, "conv")[0], "demo", tmp_path, splits)
     assert half["data"]["init_args"]["strong_split_file"] == str(splits["ancillary_half"])
     assert half["data"]["init_args"]["num_strong"] == 2
+
+
+def test_stage_without_split_keeps_the_configs_split_and_sets_data_args(tmp_path: Path) -> None:
+    stage = Stage("fit", DEMO.configs["none"], split=None, data_args={"pseudo_labels": "p/crf-1"})
+    data = stage_config(stage, "demo", tmp_path)["data"]["init_args"]
+    original = load_config(DEMO.configs["none"])["data"]["init_args"]
+    assert data["pseudo_labels"] == "p/crf-1"
+    assert {k: data.get(k) for k in original} == original
+    with pytest.raises(ValueError, match="'strong', not given"):
+        stage_config(Stage("fit", DEMO.configs["none"]), "demo", tmp_path)
+
+
+def test_every_command_module_is_a_subcommand(capsys) -> None:
+    assert "selfcorr" in commands()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "selfcorr" in capsys.readouterr().out
 
 
 def test_finished_stages_are_skipped_and_dry_run_runs_nothing(tmp_path: Path, capsys) -> None:

@@ -30,7 +30,7 @@ from wseg.nets.self_correction import ConvSelfCorrection
 
 def _pipeline_hint(path: str, mode: str) -> str:
     """How to make a missing stage checkpoint; names the setting when the path is the pipeline's."""
-    from wseg.pipeline import SETTINGS
+    from wseg.pipeline.selfcorr import SETTINGS
 
     setting = Path(path).parent.parent.name
     setting = setting if setting in SETTINGS else "<setting>"

@@ -1,0 +1,179 @@
+"""Self-correction (Ibrahim et al. 2020): ancillary model -> (head pretraining) -> primary model.
+
+    python -m wseg.pipeline selfcorr --setting voc_f1464 --mode conv [-- <args for every stage>]
+
+Everything lands in ``<out>/<setting>/``: the F split and its two halves in ``splits/``, and one
+folder per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wseg.data.weak import load_split, make_strong_split, save_split
+from wseg.pipeline.stages import (
+    EXPERIMENTS,
+    SPLIT_KEYS,
+    Stage,
+    data_overrides,
+    load_config,
+    report,
+    run_stages,
+)
+
+COMMAND = "selfcorr"
+HELP = "self-correction (Ibrahim et al. 2020): ancillary -> (pretrain) -> primary"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A dataset, its F size and the experiment YAML of each self-correction role.
+
+    Args:
+        num_strong: Size of F (W is the rest of the training split).
+        configs: YAML of ``ancillary``, ``none``, ``linear`` and ``conv``.
+
+    """
+
+    num_strong: int
+    configs: dict[str, Path]
+
+
+def _configs(prefix: str, conv: Path | None = None) -> dict[str, Path]:
+    configs = {
+        role: EXPERIMENTS / f"{prefix}{role}.yaml" for role in ("ancillary", "none", "linear")
+    }
+    configs["conv"] = conv or EXPERIMENTS / f"{prefix}conv.yaml"
+    return configs
+
+
+_VOC = _configs("selfcorr/voc_", EXPERIMENTS / "selfcorr_conv.yaml")
+_CITYSCAPES = _configs("selfcorr/cityscapes_")
+SETTINGS: dict[str, Setting] = {
+    "demo": Setting(40, _configs("demo/selfcorr_")),
+    **{f"voc_f{n}": Setting(n, _VOC) for n in (200, 400, 800, 1464)},
+    **{f"cityscapes_f{n}": Setting(n, _CITYSCAPES) for n in (200, 450, 914)},
+}
+MODES = {
+    "none": ["ancillary", "none"],
+    "linear": ["ancillary", "linear"],
+    "conv": ["ancillary_half", "conv_pretrain", "conv"],
+    "all": ["ancillary", "none", "linear", "ancillary_half", "conv_pretrain", "conv"],
+}
+
+
+def selfcorr_stages(setting: Setting, mode: str) -> list[Stage]:
+    """The stages of self-correction (Ibrahim et al. 2020) for a mode, in order.
+
+    ``none``/``linear``: the ancillary model on F, then the primary model on F and W. ``conv``
+    (sec. 3.4): the ancillary model on half of F, primary + head on F, then on F and W.
+
+    Args:
+        setting: Dataset configs and F size.
+        mode: ``none``, ``linear``, ``conv`` or ``all`` (every stage of the three).
+
+    Returns:
+        The stages.
+
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    configs = setting.configs
+    stages = {
+        "ancillary": Stage("ancillary", configs["ancillary"], strong_only=True),
+        "none": Stage("none", configs["none"], inputs={"ancillary_checkpoint": "ancillary"}),
+        "linear": Stage("linear", configs["linear"], inputs={"ancillary_checkpoint": "ancillary"}),
+        "ancillary_half": Stage(
+            "ancillary_half", configs["ancillary"], split="ancillary_half", strong_only=True
+        ),
+        "conv_pretrain": Stage(
+            "conv_pretrain",
+            configs["conv"],
+            strong_only=True,
+            model_args={"stage": "pretrain", "init_checkpoint": None},
+            inputs={"ancillary_checkpoint": "ancillary_half"},
+        ),
+        "conv": Stage(
+            "conv",
+            configs["conv"],
+            model_args={"stage": "main"},
+            inputs={"ancillary_checkpoint": "ancillary_half", "init_checkpoint": "conv_pretrain"},
+        ),
+    }
+    return [stages[name] for name in MODES[mode]]
+
+
+def make_splits(config: Path, num_strong: int, extra: Sequence[str], out: Path) -> dict[str, Path]:
+    """Draw (or read back) F, and halve it for the conv ancillary model; save the lists.
+
+    F is drawn as the datamodule draws it (`make_strong_split` with the data's ``split_seed``);
+    ``ancillary_half`` trains the conv stages' ancillary model and ``head_half`` is the rest of F,
+    on which the self-correction head learns to combine the two models.
+
+    Args:
+        config: An experiment YAML of the setting (its data section is used).
+        num_strong: Size of F.
+        extra: Extra command-line arguments (``--data.init_args.*`` ones are applied).
+        out: The setting's folder; lists go to ``out/splits/``.
+
+    Returns:
+        Paths of the ``strong``, ``ancillary_half`` and ``head_half`` lists.
+
+    """
+    from wseg.data.datamodule import WeakSegDataModule
+
+    paths = {
+        name: out / "splits" / f"{name}.txt" for name in ("strong", "ancillary_half", "head_half")
+    }
+    args = {**load_config(config)["data"].get("init_args", {}), **data_overrides(extra)}
+    seed = int(args.get("split_seed", 0))
+    if paths["strong"].exists():
+        strong = set(load_split(paths["strong"]))
+        if len(strong) != num_strong:
+            raise ValueError(f"{paths['strong']} holds {len(strong)} ids, the setting {num_strong}")
+    else:
+        datamodule = WeakSegDataModule(**{k: v for k, v in args.items() if k not in SPLIT_KEYS})
+        datamodule.prepare_data()
+        ids = datamodule.make_source(datamodule.train_split).ids
+        strong = make_strong_split(ids, num_strong=num_strong, seed=seed)
+    if len(strong) < 2:
+        raise ValueError(f"F has {len(strong)} images; halving it needs at least 2")
+    half = make_strong_split(strong, num_strong=len(strong) // 2, seed=seed)
+    save_split(strong, paths["strong"])
+    save_split(half, paths["ancillary_half"])
+    save_split(strong - half, paths["head_half"])
+    return paths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``selfcorr`` command's arguments."""
+    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument("--mode", default="conv", choices=sorted(MODES))
+    parser.add_argument("--out", type=Path, default=Path("runs/selfcorr"), help="output root")
+    parser.add_argument("--num-strong", type=int, help="size of F (default: the setting's)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Run (or resume) the chain of ``args.mode`` for ``args.setting``.
+
+    Args:
+        args: The parsed ``selfcorr`` arguments.
+        extra: Arguments for every stage's ``python -m wseg fit``.
+
+    Returns:
+        The final metrics of each finished stage.
+
+    """
+    setting = SETTINGS[args.setting]
+    out = args.out / args.setting
+    num_strong = setting.num_strong if args.num_strong is None else args.num_strong
+    splits = make_splits(setting.configs["ancillary"], num_strong, extra, out)
+    results = run_stages(
+        selfcorr_stages(setting, args.mode), args.setting, out, splits, extra, args.dry_run
+    )
+    report(results)
+    return results
