@@ -1,0 +1,297 @@
+"""Box2Tag (Ji & Veksler 2021): per-class networks -> pseudo ground truth -> final network.
+
+    python -m wseg.pipeline box2tag --setting demo|voc [--rule overlap-void] [-- <fit args>]
+
+Everything lands in ``<out>/<setting>/``: ``boxes.json`` (kept boxes per class), one
+``class_<name>/`` fit per class, the stores in ``pseudo/``, one folder per final fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wseg.pipeline.stages import (
+    EXPERIMENTS,
+    FINAL,
+    Stage,
+    data_overrides,
+    load_config,
+    report,
+    run_stages,
+)
+
+COMMAND = "box2tag"
+HELP = "Box2Tag (Ji & Veksler 2021): single-class networks -> pseudo-GT store -> final network"
+RULE_CHOICES = ("overlap-small", "overlap-void", "overlap-back-void", "all")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The experiment YAMLs of a Box2Tag chain.
+
+    Args:
+        single_class: The single-class network's fit (`BoxCropDataModule`); the pipeline sets
+            its ``target_class``.
+        final: The final network's cross-entropy fit (`Box2TagFinal`, the store as
+            ``pseudo_labels``).
+        final_crf: The overlap-back-void second fit: cross-entropy plus the dense-CRF loss,
+            started from the cross-entropy fit.
+
+    """
+
+    single_class: Path
+    final: Path
+    final_crf: Path
+
+
+SETTINGS: dict[str, Setting] = {
+    "demo": Setting(
+        EXPERIMENTS / "demo/box2tag_single_class.yaml",
+        EXPERIMENTS / "demo/box2tag.yaml",
+        EXPERIMENTS / "demo/box2tag_crf.yaml",
+    ),
+    "voc": Setting(
+        EXPERIMENTS / "box2tag/voc_single_class.yaml",
+        EXPERIMENTS / "box2tag/voc_final.yaml",
+        EXPERIMENTS / "box2tag/voc_final_crf.yaml",
+    ),
+}
+
+
+def data_args(config: Path, extra: Sequence[str]) -> dict[str, Any]:
+    """A YAML's ``data.init_args`` with the ``--data.init_args.*`` overrides of ``extra``."""
+    return {**load_config(config)["data"].get("init_args", {}), **data_overrides(extra)}
+
+
+def count_boxes(setting: Setting, extra: Sequence[str], out: Path) -> dict[str, dict[str, int]]:
+    """Count each class's boxes and kept boxes in the training split; save ``boxes.json``.
+
+    Args:
+        setting: The chain's YAMLs (the single-class one's data section is read).
+        extra: Fit arguments (``--data.init_args.*`` ones apply).
+        out: The setting's folder.
+
+    Returns:
+        Class name -> ``{"boxes": n, "kept": k}`` for every object class.
+
+    """
+    from wseg.data.box_crops import BoxCropDataModule, scan_crops
+    from wseg.data.datamodule import WeakSegDataModule
+
+    path = out / "boxes.json"
+    args = data_args(setting.single_class, extra)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("data") == args:
+            return saved["classes"]
+    shared = set(inspect.signature(WeakSegDataModule).parameters) & set(args)
+    readers = WeakSegDataModule(**{key: args[key] for key in shared})
+    readers.prepare_data()
+    names = readers.class_names
+    default = inspect.signature(BoxCropDataModule).parameters["min_side_fraction"].default
+    source = readers.make_source(readers.train_split)
+    entries = scan_crops(source, args.get("min_side_fraction", default))
+    boxes = Counter(names[e.label] for e in entries)
+    kept = Counter(names[e.label] for e in entries if e.kept)
+    classes = {name: {"boxes": boxes[name], "kept": kept[name]} for name in names[1:]}
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": args, "classes": classes}, indent=2) + "\n")
+    return classes
+
+
+def class_folder(name: str) -> str:
+    """The stage (folder) name of a class's network: ``class_<name>``, spaces as underscores."""
+    return "class_" + name.replace(" ", "_").replace("/", "_")
+
+
+def class_stages(setting: Setting, classes: Sequence[str]) -> list[Stage]:
+    """One single-class fit per class, each in its own ``class_<name>`` folder.
+
+    Args:
+        setting: The chain's YAMLs.
+        classes: The classes to train.
+
+    Returns:
+        The stages.
+
+    """
+    return [
+        Stage(
+            class_folder(name), setting.single_class, split=None, data_args={"target_class": name}
+        )
+        for name in classes
+    ]
+
+
+def final_stages(setting: Setting, rule: str, store: Path) -> list[Stage]:
+    """The final fit(s) of one overlap rule on its store.
+
+    overlap-small and overlap-void: cross-entropy. overlap-back-void: cross-entropy, then
+    cross-entropy plus the dense-CRF loss from that fit (the paper, after Tang et al. 2018).
+
+    Args:
+        setting: The chain's YAMLs.
+        rule: The overlap rule.
+        store: Its pseudo-label store.
+
+    Returns:
+        The stages.
+
+    """
+    tag = rule.replace("-", "_")
+    pseudo = {"pseudo_labels": str(store)}
+    if rule != "overlap-back-void":
+        return [Stage(f"final_{tag}", setting.final, split=None, data_args=pseudo)]
+    # The paper's schedule for this rule: 100 epochs of cross-entropy, then 100 with the CRF
+    # loss; both fits run the final_crf YAML's schedule, the first without the CRF term.
+    first = Stage(
+        f"final_{tag}_ce",
+        setting.final_crf,
+        split=None,
+        data_args=pseudo,
+        model_args={"crf_loss_weight": 0.0, "init_checkpoint": None},
+    )
+    second = Stage(
+        f"final_{tag}_crf",
+        setting.final_crf,
+        split=None,
+        data_args=pseudo,
+        inputs={"init_checkpoint": first.name},
+    )
+    return [first, second]
+
+
+def make_pseudo_gt(
+    setting: Setting,
+    checkpoints: dict[str, Path],
+    rules: Sequence[str],
+    extra: Sequence[str],
+    out: Path,
+    device: str,
+) -> dict[str, Path]:
+    """Write (or resume) the stores of ``rules`` from the class networks; print their quality.
+
+    Args:
+        setting: The chain's YAMLs (the final one's data section names the training split).
+        checkpoints: Class name -> its network's ``final.ckpt``.
+        rules: The overlap rules.
+        extra: Fit arguments (``--data.init_args.*`` ones apply).
+        out: The setting's folder; stores go to ``out/pseudo``.
+        device: Torch device of the class networks.
+
+    Returns:
+        Rule -> store directory.
+
+    """
+    from wseg.data.datamodule import WeakSegDataModule
+    from wseg.labels.box2tag import generate_box2tag
+
+    crops = data_args(setting.single_class, extra)
+    final = {k: v for k, v in data_args(setting.final, extra).items() if k != "pseudo_labels"}
+    datamodule = WeakSegDataModule(**final)
+    datamodule.prepare_data()
+    source = datamodule.make_source(datamodule.train_split)
+    identity = {
+        "name": datamodule.dataset,
+        "root": str(Path(datamodule.root).resolve()),
+        "split": datamodule.train_split,
+        "reader": datamodule.source_options,
+    }
+    stores = generate_box2tag(
+        source,
+        checkpoints,
+        out / "pseudo",
+        identity,
+        rules=rules,
+        crop_size=int(crops.get("crop_size", 256)),
+        border=int(crops.get("border", 3)),
+        device=device,
+    )
+    print(f"[box2tag] {'rule':<18} {'mIoU':>6} {'void %':>7} {'F-beta':>7}  store")
+    for rule, store in stores.items():
+        quality = store.manifest.get("quality") or {}
+
+        def pct(key: str, quality: dict = quality) -> str:
+            value = quality.get(key)
+            return "-" if value is None else f"{100 * value:.1f}"
+
+        print(
+            f"[box2tag] {rule:<18} {pct('miou'):>6} {pct('void_fraction'):>7} "
+            f"{pct('fbeta'):>7}  {store.path}"
+        )
+    return {rule: store.path for rule, store in stores.items()}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``box2tag`` command's arguments."""
+    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument(
+        "--rule", default="overlap-void", choices=RULE_CHOICES, help="overlap rule(s) to train"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/box2tag"), help="output root")
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        help="train only these classes' networks and stop (run several such commands in "
+        "parallel, e.g. one per GPU; a final run without --classes then continues)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        choices=("classes", "pseudo", "final"),
+        default="final",
+        help="last step to run",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device for the pseudo-GT step")
+    parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Run (or resume) the chain: class networks, pseudo ground truth, final network(s).
+
+    Class networks are trained one after another, each its own ``python -m wseg fit`` (a class
+    whose ``final.ckpt`` exists is skipped, so adding a class trains only that class; run
+    disjoint ``--classes`` lists in parallel processes to use several devices). Classes with no
+    box in the training split get no network (their boxes would be filled whole; none in VOC).
+
+    Args:
+        args: The parsed ``box2tag`` arguments.
+        extra: Arguments for every stage's ``python -m wseg fit``.
+
+    Returns:
+        The final metrics of each finished fit.
+
+    """
+    setting = SETTINGS[args.setting]
+    out = args.out / args.setting
+    counts = count_boxes(setting, extra, out)
+    trainable = [name for name, count in counts.items() if count["boxes"] > 0]
+    for name, count in counts.items():
+        note = "" if count["kept"] else "  (none kept: trains on all its boxes)"
+        print(f"[box2tag] {name:<14} boxes {count['boxes']:>6}  kept {count['kept']:>6}{note}")
+    if args.classes:
+        unknown = sorted(set(args.classes) - set(trainable))
+        if unknown:
+            raise ValueError(f"--classes {unknown}: not classes with boxes ({trainable})")
+    chosen = args.classes or trainable
+    results = run_stages(
+        class_stages(setting, chosen), args.setting, out, extra=extra, dry_run=args.dry_run
+    )
+    if args.classes or args.stop_after == "classes" or args.dry_run:
+        report(results, "val/fbeta")
+        return results
+    checkpoints = {name: out / class_folder(name) / FINAL for name in trainable}
+    rules = RULE_CHOICES[:3] if args.rule == "all" else (args.rule,)
+    stores = make_pseudo_gt(setting, checkpoints, rules, extra, out, args.device)
+    if args.stop_after == "pseudo":
+        return results
+    stages = [stage for rule in rules for stage in final_stages(setting, rule, stores[rule])]
+    results.update(run_stages(stages, args.setting, out, extra=extra))
+    report(results)
+    return results
