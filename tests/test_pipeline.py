@@ -150,6 +150,7 @@ def test_conv_chain_runs_every_stage_then_skips_them(tmp_path: Path, monkeypatch
     assert set(results) == {"ancillary_half", "conv_pretrain", "conv"}
     assert all(0.0 <= metrics["val/miou"] <= 1.0 for metrics in results.values())
     assert all(metrics["global_step"] == 2 for metrics in results.values())
+    assert all(metrics["wall_s"] > 0 for metrics in results.values())
     finals = {name: (tmp_path / "runs" / "demo" / name / FINAL) for name in results}
     stamps = {name: path.stat().st_mtime_ns for name, path in finals.items()}
     assert main([*args, "--num-strong", "4", "--", *extra]) == results

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,13 @@ def stage_config(
     return config
 
 
+def _record_wall_time(path: Path, seconds: float) -> None:
+    """Add the stage's wall time (process start to exit) to its ``metrics.json``."""
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics["wall_s"] = round(seconds, 1)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
 def run_stages(
     stages: Sequence[Stage],
     setting_name: str,
@@ -183,7 +191,8 @@ def run_stages(
         dry_run: Print the commands instead of running them.
 
     Returns:
-        The final metrics of each finished stage.
+        The final metrics of each finished stage (``metrics.json``: the last logged metrics,
+        ``global_step``, and ``wall_s``, the stage's wall time in seconds).
 
     Raises:
         RuntimeError: If a stage fails or ends without its final checkpoint.
@@ -204,6 +213,7 @@ def run_stages(
             print(f"[pipeline] {stage.name}: {' '.join(command)}", flush=True)
             if dry_run:
                 continue
+            start = time.perf_counter()
             code = subprocess.run(command, check=False).returncode
             if code != 0 or not final.exists():
                 raise RuntimeError(
@@ -211,6 +221,7 @@ def run_stages(
                     f"{'present' if final.exists() else 'missing'}); its config is {path}; "
                     "rerun the same command to retry from this stage"
                 )
+            _record_wall_time(stage_dir / METRICS, time.perf_counter() - start)
         metrics = stage_dir / METRICS
         if metrics.exists():
             results[stage.name] = json.loads(metrics.read_text())
