@@ -31,6 +31,16 @@ class WSegCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
+    def _parse_ckpt_path(self) -> None:
+        """Keep the config as given: ``--ckpt_path`` supplies weights, not hyperparameters.
+
+        Lightning's CLI would replace the model's arguments with the hyperparameters saved in the
+        checkpoint, silently undoing evaluation options given on the command line (for example
+        ``validate --ckpt_path C --model.init_args.crf_postprocess true`` would score without the
+        CRF). In wseg the YAML and the command line build the model; the checkpoint's weights
+        are then loaded into it (a mismatched architecture fails loudly in ``load_state_dict``).
+        """
+
 
 def main(args: ArgsType = None, **kwargs: Any) -> WSegCLI:
     """Run the wseg command line.
