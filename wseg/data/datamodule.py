@@ -25,11 +25,11 @@ from wseg.data.transforms import (
     transform_sample,
 )
 from wseg.data.weak import (
+    curated_scribble_ids,
     load_split,
     make_strong_split,
+    sample_scribble,
     save_split,
-    seed_from_id,
-    synthesize_scribbles,
 )
 from wseg.runs import run_dir
 
@@ -48,6 +48,8 @@ class WeakSegDataset(Dataset):
         scribbles: ``none``, ``dataset`` (the reader's scribbles) or ``synthesize`` (from masks).
         scribble_width: Stroke width of synthesised scribbles.
         scribble_seed: Global seed of synthesised scribbles (mixed with each image id).
+        curated_scribbles: Give every scribbled pixel its class in the full mask
+            (`wseg.data.weak.curate_scribbles`).
         pseudo_store: A `wseg.labels.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
         with_size: Add ``size``, long ``(H, W)`` of the transformed image, so that predictions can
             be cropped back to it after the collate pads the batch (the evaluation datasets).
@@ -66,6 +68,7 @@ class WeakSegDataset(Dataset):
         scribble_seed: int = 0,
         pseudo_store: Any = None,
         with_size: bool = False,
+        curated_scribbles: bool = False,
     ) -> None:
         self.source = source
         self.transform = transform
@@ -77,6 +80,7 @@ class WeakSegDataset(Dataset):
         self.scribble_seed = scribble_seed
         self.pseudo_store = pseudo_store
         self.with_size = with_size
+        self.curated_scribbles = curated_scribbles
         self._transform_seed: int | None = None
 
     def __len__(self) -> int:
@@ -98,18 +102,13 @@ class WeakSegDataset(Dataset):
             if strong and sample.mask is None:
                 raise ValueError(f"{where} is in the strong split but has no full mask")
         scribble = None
-        if self.scribbles == "dataset":
-            if sample.scribble is None:
-                raise ValueError(f"{where} has no scribble; use scribbles='synthesize'")
-            scribble = sample.scribble
-        elif self.scribbles == "synthesize":
-            if sample.mask is None:
-                raise ValueError(f"{where} has no full mask to synthesise scribbles from")
-            scribble = synthesize_scribbles(
-                sample.mask,
-                sample.instance_masks,
+        if self.scribbles != "none":
+            scribble = sample_scribble(
+                sample,
+                self.scribbles,
                 width=self.scribble_width,
-                seed=seed_from_id(sample.id, self.scribble_seed),
+                seed=self.scribble_seed,
+                curated=self.curated_scribbles,
             )
         pseudo = None if self.pseudo_store is None else self.pseudo_store.read(sample.id)
         out = transform_sample(self.transform, sample, self.num_classes, scribble, pseudo)
@@ -234,6 +233,9 @@ class WeakSegDataModule(L.LightningDataModule):
         scribble_dir: VOC: folder of ScribbleSup XMLs under root (synthetic: ``Scribbles``).
         scribble_width: Stroke width in pixels of read or synthesised scribbles.
         scribble_seed: Seed of synthesised scribbles (mixed with each image id).
+        curated_scribbles: The PAM paper's curated scribbles: every scribbled pixel takes its class
+            in the full mask, and training images whose scribbles miss a class of their mask are
+            dropped (a counted warning). Needs ``scribbles`` and full masks.
         num_strong: Size of the fully labelled subset F (exclusive with strong_fraction).
         strong_fraction: Fraction of the training images in F.
         split_seed: Seed of the F/W draw.
@@ -276,6 +278,7 @@ class WeakSegDataModule(L.LightningDataModule):
         scribble_dir: str | None = None,
         scribble_width: int = 3,
         scribble_seed: int = 0,
+        curated_scribbles: bool = False,
         num_strong: int | None = None,
         strong_fraction: float | None = None,
         split_seed: int = 0,
@@ -331,6 +334,10 @@ class WeakSegDataModule(L.LightningDataModule):
             )
         if scribbles == "dataset" and dataset == "voc" and scribble_dir is None:
             raise ValueError("scribbles='dataset' on voc needs scribble_dir (the XML folder)")
+        if curated_scribbles and scribbles == "none":
+            raise ValueError(
+                "curated_scribbles=True needs scribbles ('dataset' or 'synthesize') to curate"
+            )
         if strong_per_batch is not None:
             if not 0 <= strong_per_batch <= batch_size:
                 raise ValueError(
@@ -353,6 +360,7 @@ class WeakSegDataModule(L.LightningDataModule):
         self.scribbles = scribbles
         self.scribble_width = scribble_width
         self.scribble_seed = scribble_seed
+        self.curated_scribbles = curated_scribbles
         self.num_strong = num_strong
         self.strong_fraction = strong_fraction
         self.split_seed = split_seed
@@ -460,6 +468,8 @@ class WeakSegDataModule(L.LightningDataModule):
         positions = list(range(len(ids)))
         if self.strong_only and self.strong_ids is not None:
             positions = [i for i in positions if ids[i] in self.strong_ids]
+        if self.curated_scribbles:
+            positions = self._curated_positions(source, positions)
         store = None
         if self.pseudo_labels is not None:
             store = self._open_store()
@@ -492,7 +502,31 @@ class WeakSegDataModule(L.LightningDataModule):
             scribble_width=self.scribble_width,
             scribble_seed=self.scribble_seed,
             pseudo_store=store,
+            curated_scribbles=self.curated_scribbles,
         )
+
+    def _curated_positions(self, source: SegmentationSource, positions: list[int]) -> list[int]:
+        """Positions whose curated scribbles reach every class of the mask; warn about the rest."""
+        kept = set(
+            curated_scribble_ids(
+                source, self.scribbles, self.scribble_width, self.scribble_seed, positions
+            )
+        )
+        ids = source.ids
+        dropped = [ids[i] for i in positions if ids[i] not in kept]
+        if dropped:
+            warnings.warn(
+                f"curated scribbles: dropping {len(dropped)} of {len(positions)} training images "
+                f"whose scribbles miss a class of their mask, e.g. {dropped[:3]}",
+                DataWarning,
+                stacklevel=2,
+            )
+        if not kept:
+            raise ValueError(
+                f"curated scribbles: none of the {len(positions)} training images of "
+                f"{self.train_split!r} has a scribble on every class of its mask"
+            )
+        return [i for i in positions if ids[i] in kept]
 
     def _check_classes(self, source: SegmentationSource) -> None:
         if tuple(source.classes) != self.class_names:

@@ -1,6 +1,6 @@
 """Weak labels derived from full ones, as the papers simulate them.
 
-Box masks, Bbox-Rect labels, image tags, synthetic scribbles, and the seeded strong/weak split.
+Box masks, Bbox-Rect labels, image tags, synthetic and curated scribbles, the strong/weak split.
 """
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 from skimage.graph import MCP_Geometric
 from skimage.morphology import skeletonize
+from tqdm.auto import tqdm
 
-from wseg.data.records import IGNORE_INDEX
+from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
 
 SNAP = 1e-3
 """Tolerance (pixels) within which a box coordinate counts as an integer pixel edge."""
@@ -268,6 +270,125 @@ def synthesize_scribbles(
         stroke = cv2.dilate(stroke, kernel).astype(bool) & region
         out[stroke] = label
     return out
+
+
+def curate_scribbles(scribble: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Curated scribbles (the PAM paper, sec. 2.2): scribble positions kept, true classes assigned.
+
+    Every scribbled pixel takes its class in the full mask, which removes the annotators' wrong
+    classes and strokes across two classes. A scribbled pixel on a void (255) pixel of the mask has
+    no true class and becomes unlabelled (the paper does not say; VOC's void band is thin).
+
+    Args:
+        scribble: ``uint8`` ``H, W`` scribble labels, 255 = unlabelled.
+        mask: ``uint8`` ``H, W`` full label map, 255 = void.
+
+    Returns:
+        ``uint8`` ``H, W`` curated scribble labels, 255 = unlabelled.
+
+    """
+    scribble, mask = np.asarray(scribble), np.asarray(mask)
+    if scribble.shape != mask.shape:
+        raise ValueError(f"scribble of shape {scribble.shape} does not match mask {mask.shape}")
+    return np.where(scribble != IGNORE_INDEX, mask, IGNORE_INDEX).astype(np.uint8)
+
+
+def scribbles_cover_classes(scribble: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether every class of the full mask (void aside) has at least one scribbled pixel.
+
+    The PAM paper keeps an image in its curated training set only when the annotator scribbled
+    every class present in the ground truth. The test reads the scribble's classes as given, so
+    call it on curated scribbles to ask whether the scribble *positions* reach every class.
+
+    Args:
+        scribble: ``uint8`` ``H, W`` scribble labels, 255 = unlabelled.
+        mask: ``uint8`` ``H, W`` full label map, 255 = void.
+
+    Returns:
+        True when the scribbled classes include every class of the mask.
+
+    """
+    present = set(np.unique(mask).tolist()) - {IGNORE_INDEX}
+    scribbled = set(np.unique(scribble).tolist()) - {IGNORE_INDEX}
+    return present <= scribbled
+
+
+def sample_scribble(
+    sample: Sample,
+    mode: Literal["dataset", "synthesize"],
+    width: int = 3,
+    seed: int = 0,
+    curated: bool = False,
+) -> np.ndarray:
+    """The scribble of one sample: read from its dataset or synthesised from its mask, curated.
+
+    The one place that decides an image's scribble, shared by the datamodule and the scribble
+    annotators (`wseg.labels.pam`), so that both see the same strokes.
+
+    Args:
+        sample: The sample (with ``scribble`` for ``dataset``, ``mask`` for ``synthesize``).
+        mode: ``dataset`` (the reader's scribbles) or ``synthesize`` (`synthesize_scribbles`).
+        width: Stroke width of synthesised scribbles.
+        seed: Global seed of synthesised scribbles (mixed with the image id).
+        curated: Apply `curate_scribbles` (needs the full mask).
+
+    Returns:
+        ``uint8`` ``H, W`` scribble labels, 255 = unlabelled.
+
+    Raises:
+        ValueError: When the sample lacks what the mode (or curation) needs, naming the image.
+
+    """
+    where = f"image {sample.id!r} ({sample.source or 'no file'})"
+    if mode == "dataset":
+        if sample.scribble is None:
+            raise ValueError(f"{where} has no scribble; use scribbles='synthesize'")
+        scribble = sample.scribble
+    elif mode == "synthesize":
+        if sample.mask is None:
+            raise ValueError(f"{where} has no full mask to synthesise scribbles from")
+        scribble = synthesize_scribbles(
+            sample.mask, sample.instance_masks, width=width, seed=seed_from_id(sample.id, seed)
+        )
+    else:
+        raise ValueError(f"scribble mode must be 'dataset' or 'synthesize', got {mode!r}")
+    if curated:
+        if sample.mask is None:
+            raise ValueError(f"{where} has no full mask; curated scribbles need one")
+        scribble = curate_scribbles(scribble, sample.mask)
+    return scribble
+
+
+def curated_scribble_ids(
+    source: SegmentationSource,
+    mode: Literal["dataset", "synthesize"],
+    width: int = 3,
+    seed: int = 0,
+    positions: Sequence[int] | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Ids of the images whose curated scribbles reach every class of their mask (PAM sec. 2.2).
+
+    Args:
+        source: The split.
+        mode: ``dataset`` or ``synthesize`` (see `sample_scribble`).
+        width: Stroke width of synthesised scribbles.
+        seed: Global seed of synthesised scribbles.
+        positions: Positions in ``source`` to check; None checks all.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The ids kept, in source order.
+
+    """
+    positions = range(len(source)) if positions is None else positions
+    kept = []
+    for index in tqdm(positions, desc="curating scribbles", unit="img", disable=not progress):
+        sample = source[index]
+        scribble = sample_scribble(sample, mode, width, seed, curated=True)
+        if scribbles_cover_classes(scribble, sample.mask):
+            kept.append(sample.id)
+    return kept
 
 
 def make_strong_split(

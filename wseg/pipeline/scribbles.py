@@ -1,0 +1,485 @@
+"""The PAM gap study on scribbles (the paper's Table 1), end to end.
+
+HFA and WA fits, local and global PAMs, averaged and regularised PFAs, one fit per PFA, the table.
+
+    python -m wseg.pipeline scribbles --setting demo|voc|voc_original [-- <args for every fit>]
+
+Everything lands in ``<out>/<setting>/``: one folder per fit, ``pseudo/`` (the local-PAM soft store
+and one PFA store per row), ``curated_ids.txt``, ``table.md``, ``table.csv`` and ``table.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from wseg.data.records import IGNORE_INDEX, SegmentationSource
+from wseg.data.weak import curated_scribble_ids, load_split, sample_scribble, save_split
+from wseg.labels.generate import generate
+from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource, load_segmenter
+from wseg.labels.quality import evaluate_store
+from wseg.metrics import confusion_matrix, gap_reduction, mean_iou
+from wseg.pipeline.stages import (
+    EXPERIMENTS,
+    FINAL,
+    SPLIT_KEYS,
+    Stage,
+    data_overrides,
+    load_config,
+    run_stages,
+)
+
+COMMAND = "scribbles"
+HELP = "PAM gap study on scribbles: local + global PAMs, averaged and regularised (Table 1)"
+
+EVAL = "eval.json"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One PFA row of Table 1: which PAMs are averaged and how they are regularised.
+
+    Args:
+        label: The row's name in the table.
+        local: Uses the local PAM (random forests).
+        global_: Uses the global PAM (the WA network).
+        regulariser: ``none``, ``potts`` or ``crf``.
+        marker: Matplotlib marker of the row in the plot.
+
+    """
+
+    label: str
+    local: bool
+    global_: bool
+    regulariser: str
+    marker: str
+
+
+ROWS: dict[str, Row] = {
+    "local": Row("local", True, False, "none", "o"),
+    "local_potts": Row("local + Potts", True, False, "potts", "s"),
+    "global_potts": Row("global + Potts", False, True, "potts", "s"),
+    "global_crf": Row("global + CRF", False, True, "crf", "^"),
+    "combined": Row("combined", True, True, "none", "o"),
+    "combined_potts": Row("combined + Potts", True, True, "potts", "s"),
+    "combined_crf": Row("combined + CRF", True, True, "crf", "^"),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The experiment YAMLs of one dataset and the PFA rows it runs by default.
+
+    Args:
+        full: HFA fit (`Supervised` on the full masks).
+        weak: WA fit, the global PAM (`ScribblePAM`, ``target: scribble``); its data section
+            (scribble source, curation) also defines the local PAMs' scribbles.
+        pfa: Fit on a PFA store (`ScribblePAM`, ``target: pseudo``); the store is set per row.
+        rows: Default PFA rows.
+
+    """
+
+    full: Path
+    weak: Path
+    pfa: Path
+    rows: tuple[str, ...] = tuple(ROWS)
+
+
+SETTINGS: dict[str, Setting] = {
+    "demo": Setting(
+        EXPERIMENTS / "demo" / "scribble_full.yaml",
+        EXPERIMENTS / "demo" / "scribble_weak.yaml",
+        EXPERIMENTS / "demo" / "scribble_pfa.yaml",
+    ),
+    "voc": Setting(
+        EXPERIMENTS / "scribbles" / "voc_full.yaml",
+        EXPERIMENTS / "scribbles" / "voc_weak.yaml",
+        EXPERIMENTS / "scribbles" / "voc_pfa.yaml",
+    ),
+    "voc_original": Setting(
+        EXPERIMENTS / "scribbles" / "voc_full.yaml",
+        EXPERIMENTS / "scribbles" / "voc_weak_original.yaml",
+        EXPERIMENTS / "scribbles" / "voc_pfa_original.yaml",
+        rows=("combined_potts", "combined_crf"),
+    ),
+}
+
+
+def scribble_args(data: dict[str, Any]) -> dict[str, Any]:
+    """The scribble options of a datamodule config (with the datamodule's defaults)."""
+    mode = data.get("scribbles", "none")
+    if mode not in ("dataset", "synthesize"):
+        raise ValueError(
+            f"the WA config must read scribbles ('dataset' or 'synthesize'), not {mode!r}"
+        )
+    return {
+        "scribbles": mode,
+        "scribble_width": int(data.get("scribble_width", 3)),
+        "scribble_seed": int(data.get("scribble_seed", 0)),
+        "curated": bool(data.get("curated_scribbles", False)),
+    }
+
+
+def training_source(
+    data: dict[str, Any], out: Path, progress: bool = True
+) -> tuple[Any, SegmentationSource, SegmentationSource]:
+    """The datamodule, its training images (the curated subset when curated) and its val split.
+
+    The curated ids are computed once and saved as ``out/curated_ids.txt`` (read back after).
+
+    Args:
+        data: The WA config's ``data.init_args`` (command-line overrides applied).
+        out: The setting's folder.
+        progress: Show progress bars.
+
+    Returns:
+        ``(datamodule, train source, val source)``.
+
+    """
+    from wseg.data.datamodule import WeakSegDataModule
+
+    args = {k: v for k, v in data.items() if k not in (*SPLIT_KEYS, "pseudo_labels")}
+    datamodule = WeakSegDataModule(**args)
+    datamodule.prepare_data()
+    source = datamodule.make_source(datamodule.train_split)
+    val = datamodule.make_source(datamodule.val_split)
+    options = scribble_args(data)
+    if options["curated"]:
+        path = out / "curated_ids.txt"
+        if path.exists():
+            ids = load_split(path)
+        else:
+            ids = curated_scribble_ids(
+                source,
+                options["scribbles"],
+                options["scribble_width"],
+                options["scribble_seed"],
+                progress=progress,
+            )
+            save_split(ids, path)
+        print(f"[scribbles] curated training set: {len(ids)} of {len(source)} images", flush=True)
+        source = SubsetSource(source, ids)
+    return datamodule, source, val
+
+
+def scribble_miou(
+    source: SegmentationSource, options: dict[str, Any], progress: bool = True
+) -> float:
+    """The mIoU of the scribbles against the true masks, on the scribbled pixels (Table 1's WA PFA).
+
+    Args:
+        source: The training images.
+        options: `scribble_args` of the WA config.
+        progress: Show a progress bar.
+
+    Returns:
+        mIoU in ``[0, 1]`` (1 for curated scribbles).
+
+    """
+    num_classes = source.num_classes
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for index in tqdm(range(len(source)), desc="scribble mIoU", unit="img", disable=not progress):
+        sample = source[index]
+        scribble = sample_scribble(
+            sample,
+            options["scribbles"],
+            options["scribble_width"],
+            options["scribble_seed"],
+            options["curated"],
+        )
+        target = np.where(scribble == IGNORE_INDEX, IGNORE_INDEX, sample.mask)
+        confusion += confusion_matrix(
+            torch.from_numpy(scribble), torch.from_numpy(target), num_classes
+        )
+    return mean_iou(confusion)
+
+
+def network_miou(checkpoint: Path, source: SegmentationSource, progress: bool = True) -> float:
+    """The mIoU of a fitted network on a split (full images, no test-time augmentation).
+
+    Args:
+        checkpoint: The fit's ``final.ckpt``.
+        source: The images, with masks.
+        progress: Show a progress bar.
+
+    Returns:
+        mIoU in ``[0, 1]``.
+
+    """
+    from wseg.data.transforms import build_eval_transform, transform_sample
+    from wseg.eval import predict_probs
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = load_segmenter(checkpoint, device)
+    transform = build_eval_transform()
+    num_classes = source.num_classes
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    name = checkpoint.parent.name
+    for index in tqdm(range(len(source)), desc=f"mIoU {name}", unit="img", disable=not progress):
+        item = transform_sample(transform, source[index], num_classes)
+        with torch.no_grad():
+            pred = predict_probs(net, item["image"][None].to(device))[0].argmax(0).cpu()
+        confusion += confusion_matrix(pred, item["mask"], num_classes)
+    return mean_iou(confusion)
+
+
+def evaluate_fit(
+    stage_dir: Path, train: SegmentationSource, val: SegmentationSource, progress: bool = True
+) -> dict[str, float]:
+    """Train and val mIoU of a finished fit, cached in ``eval.json`` beside its checkpoint."""
+    path = stage_dir / EVAL
+    if path.exists():
+        return json.loads(path.read_text())
+    result = {
+        "train": network_miou(stage_dir / FINAL, train, progress),
+        "val": network_miou(stage_dir / FINAL, val, progress),
+    }
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def gap_table(
+    full: dict[str, float], weak: dict[str, float], rows: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """Table 1: PFA, train and val mIoU; full and remaining gap; gap reduction.
+
+    Full gap = val(HFA) - val(WA); remaining gap = val(HFA) - val(row); gap reduction =
+    (full gap - remaining gap) / full gap (`wseg.metrics.gap_reduction`). All in percent.
+
+    Args:
+        full: ``pfa``, ``train``, ``val`` mIoU (fractions) of the HFA fit.
+        weak: The same for the WA fit (``pfa``: the scribbles' own mIoU).
+        rows: The same for every PFA row, by row label.
+
+    Returns:
+        One dict per row with ``row``, ``pfa``, ``train``, ``val``, ``full_gap``,
+        ``remaining_gap`` and ``reduction`` (None where not applicable).
+
+    """
+    table = [
+        {"row": "HFA", **{k: 100 * full[k] for k in ("pfa", "train", "val")}},
+        {"row": "WA", **{k: 100 * weak[k] for k in ("pfa", "train", "val")}},
+    ]
+    for entry in table:
+        entry.update(full_gap=None, remaining_gap=None, reduction=None)
+    full_gap = 100 * (full["val"] - weak["val"])
+    for label, values in rows.items():
+        reduction = None
+        if full["val"] != weak["val"]:
+            reduction = 100 * gap_reduction(values["val"], weak["val"], full["val"])
+        table.append(
+            {
+                "row": label,
+                **{k: 100 * values[k] for k in ("pfa", "train", "val")},
+                "full_gap": full_gap,
+                "remaining_gap": 100 * (full["val"] - values["val"]),
+                "reduction": reduction,
+            }
+        )
+    return table
+
+
+COLUMNS = ("row", "pfa", "train", "val", "full_gap", "remaining_gap", "reduction")
+HEADERS = (
+    "row",
+    "PFA mIoU (train)",
+    "network mIoU (train)",
+    "network mIoU (val)",
+    "full gap",
+    "remaining gap",
+    "gap reduction (%)",
+)
+
+
+def format_markdown(table: list[dict[str, Any]]) -> str:
+    """Render `gap_table` as a Markdown table (one decimal, ``n/a`` where not applicable)."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        return value if isinstance(value, str) else f"{value:.1f}"
+
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(cell(entry[c]) for c in COLUMNS) + " |" for entry in table]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(table: list[dict[str, Any]], path: Path) -> None:
+    """Write `gap_table` as CSV (empty cells where not applicable)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for entry in table:
+            writer.writerow(
+                {
+                    k: "" if entry[k] is None else round(entry[k], 2) if k != "row" else entry[k]
+                    for k in COLUMNS
+                }
+            )
+
+
+def plot_table(table: list[dict[str, Any]], path: Path, title: str) -> None:
+    """The paper's Fig. 2: val mIoU after training against PFA mIoU, HFA and WA as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {row.label: row.marker for row in ROWS.values()}
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for entry in table:
+        if entry["row"] in ("HFA", "WA"):
+            style = "-" if entry["row"] == "HFA" else "--"
+            axes.axhline(entry["val"], color="grey", linestyle=style, label=f"{entry['row']} (val)")
+            continue
+        axes.scatter(entry["pfa"], entry["val"], marker=markers.get(entry["row"], "o"), s=60)
+        axes.annotate(
+            entry["row"],
+            (entry["pfa"], entry["val"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    axes.set_xlabel("PFA mIoU on the training images (%)")
+    axes.set_ylabel("network mIoU on val (%)")
+    axes.set_title(title)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def log_wandb(
+    table: list[dict[str, Any]], plot: Path, project: str, name: str, folder: Path
+) -> None:
+    """Log the table and the plot to an offline W&B run in ``folder``."""
+    import wandb
+
+    run = wandb.init(project=project, name=name, dir=str(folder), mode="offline", reinit=True)
+    try:
+        rows = [[entry[c] for c in COLUMNS] for entry in table]
+        run.log(
+            {
+                "gap_table": wandb.Table(columns=list(HEADERS), data=rows),
+                "gap_plot": wandb.Image(str(plot)),
+            }
+        )
+        for entry in table:
+            if entry["reduction"] is not None:
+                run.summary[f"gap_reduction/{entry['row']}"] = entry["reduction"]
+    finally:
+        run.finish()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``scribbles`` command's arguments."""
+    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument(
+        "--rows",
+        help=f"comma-separated PFA rows (default: the setting's); any of {','.join(ROWS)}",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/scribbles"), help="output root")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the PAM stores")
+    parser.add_argument(
+        "--potts-max-iter", type=int, default=1000, help="primal-dual iterations of Potts"
+    )
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
+    """Run (or resume) the gap study of ``args.setting`` and write its table.
+
+    Args:
+        args: The parsed ``scribbles`` arguments.
+        extra: Arguments for every ``python -m wseg fit``.
+
+    Returns:
+        The table (`gap_table`); empty for a dry run.
+
+    """
+    setting = SETTINGS[args.setting]
+    rows = setting.rows if args.rows is None else tuple(r for r in args.rows.split(",") if r)
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; expected any of {list(ROWS)}")
+    out = args.out / args.setting
+    progress = not args.no_progress
+    baselines = [Stage("hfa", setting.full, split=None), Stage("wa", setting.weak, split=None)]
+    run_stages(baselines, args.setting, out, extra=extra, dry_run=args.dry_run)
+    if args.dry_run:
+        return []
+    weak_config = load_config(setting.weak)
+    data = {**weak_config["data"].get("init_args", {}), **data_overrides(extra)}
+    _, train, val = training_source(data, out, progress)
+    options = scribble_args(data)
+    identity = {
+        "name": data.get("dataset", "synthetic"),
+        "root": str(data.get("root")),
+        "split": data.get("train_split", "train"),
+        "ids": len(train),
+    }
+    pseudo = out / "pseudo"
+    local_store = None
+    if any(ROWS[r].local for r in rows):
+        generator = LocalPAMGenerator(**options)
+        local_store = generate(train, generator, pseudo, identity, args.workers, progress).store
+        print(f"[scribbles] local PAM: {local_store.path}", flush=True)
+    stores: dict[str, Path] = {}
+    quality: dict[str, float] = {}
+    for name in rows:
+        row = ROWS[name]
+        generator = PFAGenerator(
+            local_store=str(local_store.path) if row.local else None,
+            global_checkpoint=str(out / "wa" / FINAL) if row.global_ else None,
+            regulariser=row.regulariser,
+            potts_max_iter=args.potts_max_iter,
+        )
+        store = generate(train, generator, pseudo, identity, args.workers, progress).store
+        if store.manifest.get("quality") is None:
+            store.update_manifest(quality=evaluate_store(store, train, progress))
+        stores[name] = store.path
+        quality[name] = store.manifest["quality"]["miou"]
+        print(
+            f"[scribbles] {row.label}: PFA mIoU {100 * quality[name]:.1f} ({store.path})",
+            flush=True,
+        )
+    fits = [
+        Stage(name, setting.pfa, split=None, data_args={"pseudo_labels": str(stores[name])})
+        for name in rows
+    ]
+    run_stages(fits, args.setting, out, extra=extra)
+    full = {"pfa": 1.0, **evaluate_fit(out / "hfa", train, val, progress)}
+    weak = {
+        "pfa": scribble_miou(train, options, progress),
+        **evaluate_fit(out / "wa", train, val, progress),
+    }
+    results = {
+        ROWS[name].label: {"pfa": quality[name], **evaluate_fit(out / name, train, val, progress)}
+        for name in rows
+    }
+    table = gap_table(full, weak, results)
+    markdown = format_markdown(table)
+    (out / "table.md").write_text(markdown)
+    write_csv(table, out / "table.csv")
+    plot_table(table, out / "table.png", f"scribble gap study ({args.setting})")
+    print(markdown, flush=True)
+    if not args.no_wandb:
+        project = (
+            weak_config.get("trainer", {})
+            .get("logger", {})
+            .get("init_args", {})
+            .get("project", "wseg")
+        )
+        log_wandb(table, out / "table.png", project, f"scribbles_{args.setting}_table", out)
+    return table
