@@ -4,7 +4,10 @@
 
 Every module of this package that defines ``COMMAND`` is a subcommand: it provides ``HELP``,
 ``add_arguments(parser)`` and ``run(args, extra)``; `wseg.pipeline.stages` holds the shared
-machinery (a stage whose ``final.ckpt`` exists is skipped, so a rerun resumes).
+machinery (a stage whose ``final.ckpt`` exists is skipped, so a rerun resumes). Arguments after
+``--`` go to every stage; ``--STAGE.KEY=VALUE`` arguments reach one stage only (``run`` finds them
+in ``args.stage_overrides`` and passes them to `run_stages`), which then runs, with the stages
+after it, in folders of their own: what a W&B sweep over a chain needs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
+
+from wseg.pipeline.stages import parse_stage_overrides
 
 
 def commands() -> dict[str, ModuleType]:
@@ -29,7 +34,7 @@ def commands() -> dict[str, ModuleType]:
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
-    """Command line; arguments after ``--`` go to every stage's ``python -m wseg fit``.
+    """Command line; arguments after ``--`` go to every stage, ``--STAGE.KEY=V`` to one stage.
 
     Args:
         argv: Arguments (None: ``sys.argv[1:]``).
@@ -49,5 +54,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     available = commands()
     for name, module in available.items():
         module.add_arguments(subparsers.add_parser(name, help=module.HELP))
-    args = parser.parse_args(own)
+    args, unknown = parser.parse_known_args(own)
+    try:
+        args.stage_overrides = parse_stage_overrides(unknown)
+    except ValueError as error:
+        parser.error(str(error))
     return available[args.command].run(args, extra)

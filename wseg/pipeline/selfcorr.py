@@ -172,8 +172,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
     out = args.out / args.setting
     num_strong = setting.num_strong if args.num_strong is None else args.num_strong
     splits = make_splits(setting.configs["ancillary"], num_strong, extra, out)
-    results = run_stages(
-        selfcorr_stages(setting, args.mode), args.setting, out, splits, extra, args.dry_run
-    )
+    stages = selfcorr_stages(setting, args.mode)
+    overrides = getattr(args, "stage_overrides", None)
+    results = run_stages(stages, args.setting, out, splits, extra, args.dry_run, overrides)
     report(results)
     return results

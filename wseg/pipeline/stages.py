@@ -7,12 +7,13 @@ unfinished stage. Each stage writes, in its own folder, the config it ran with, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from wseg.data.weak import load_split
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 FINAL = "final.ckpt"
 METRICS = "metrics.json"
+STAGE_RECORD = "stage.json"
 SPLIT_KEYS = (
     "num_strong",
     "strong_fraction",
@@ -115,23 +117,97 @@ def data_overrides(extra: Sequence[str]) -> dict[str, Any]:
     return found
 
 
+def parse_stage_overrides(args: Sequence[str]) -> dict[str, list[str]]:
+    """Group ``--STAGE.KEY=VALUE`` (or ``--STAGE.KEY VALUE``) arguments by stage.
+
+    ``--conv.model.init_args.alpha_start=20`` becomes ``{"conv": ["--model.init_args.alpha_start",
+    "20"]}``: an argument for that stage's ``python -m wseg fit`` only (what a W&B sweep varies).
+
+    Args:
+        args: The arguments.
+
+    Returns:
+        Each stage's arguments, in order.
+
+    Raises:
+        ValueError: For an argument of another form, or one without a value.
+
+    """
+    overrides: dict[str, list[str]] = {}
+    items = list(args)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        stage, dot, key = item[2:].partition(".")
+        if not item.startswith("--") or not dot or not stage or not key:
+            raise ValueError(
+                f"unrecognised argument {item!r}: stage arguments are --STAGE.KEY=VALUE (e.g. "
+                "--conv.model.init_args.alpha_start=20); arguments for every stage go after --"
+            )
+        key, equals, value = key.partition("=")
+        if not equals:
+            if index + 1 >= len(items) or items[index + 1].startswith("--"):
+                raise ValueError(f"{item} has no value")
+            index += 1
+            value = items[index]
+        overrides.setdefault(stage, []).extend([f"--{key}", value])
+        index += 1
+    return overrides
+
+
+def stage_folders(
+    stages: Sequence[Stage], overrides: Mapping[str, Sequence[str]]
+) -> dict[str, str]:
+    """Folder name of each stage: its name, plus a hash where overrides reach it.
+
+    A stage with overrides, and every stage that takes its checkpoint (directly or not), run in
+    ``<name>-<hash8>`` so that varying an override (a sweep) never reuses, or overwrites, the
+    plain chain's finished stages.
+
+    Args:
+        stages: The chain, in order.
+        overrides: Per-stage arguments (`parse_stage_overrides`).
+
+    Returns:
+        Stage name -> folder name.
+
+    """
+    keys: dict[str, str] = {}
+    for stage in stages:
+        parts = [*(keys[source] for source in stage.inputs.values() if keys.get(source))]
+        if overrides.get(stage.name):
+            parts.append(json.dumps(list(overrides[stage.name])))
+        keys[stage.name] = "\n".join(parts)
+    return {
+        name: name if not key else f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        for name, key in keys.items()
+    }
+
+
 def stage_config(
-    stage: Stage, setting_name: str, out: Path, splits: dict[str, Path] | None = None
+    stage: Stage,
+    setting_name: str,
+    out: Path,
+    splits: dict[str, Path] | None = None,
+    folders: Mapping[str, str] | None = None,
 ) -> dict:
     """The stage's experiment config with its split, inputs, output folder and final checkpoint.
 
     Args:
         stage: The stage.
         setting_name: Name used in the run's name.
-        out: The chain's folder (the stage writes to ``out/<stage.name>``).
+        out: The chain's folder (the stage writes to ``out/<folder>``).
         splits: The chain's id lists by name, for stages with a ``split``.
+        folders: Stage name -> folder name (`stage_folders`; None: the stage names).
 
     Returns:
         The config, ready to write and pass to ``python -m wseg fit --config``.
 
     """
+    folders = folders or {}
     config = load_config(stage.config)
-    stage_dir = out / stage.name
+    folder = folders.get(stage.name, stage.name)
+    stage_dir = out / folder
     data = config["data"].setdefault("init_args", {})
     if stage.split is not None:
         if not splits or stage.split not in splits:
@@ -148,12 +224,12 @@ def stage_config(
     model = config["model"].setdefault("init_args", {})
     model.update(stage.model_args)
     for key, source in stage.inputs.items():
-        model[key] = str(out / source / FINAL)
+        model[key] = str(out / folders.get(source, source) / FINAL)
     trainer = config.setdefault("trainer", {})
     trainer["default_root_dir"] = str(stage_dir)
     logger = trainer.get("logger")
     if isinstance(logger, dict) and "init_args" in logger:
-        logger["init_args"].update(save_dir=str(stage_dir), name=f"{setting_name}_{stage.name}")
+        logger["init_args"].update(save_dir=str(stage_dir), name=f"{setting_name}_{folder}")
     callbacks = trainer.get("callbacks") or []
     callbacks.append(
         {
@@ -172,6 +248,30 @@ def _record_wall_time(path: Path, seconds: float) -> None:
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
 
 
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _check_finished(stage_dir: Path, planned: dict[str, Any]) -> None:
+    """Refuse to reuse a finished stage that ran with other settings than the ones planned now."""
+    record = stage_dir / STAGE_RECORD
+    if not record.exists():
+        return
+    before, now = _flatten(json.loads(record.read_text())), _flatten(planned)
+    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    if changed:
+        raise RuntimeError(
+            f"{stage_dir} finished with other settings than this run asks for ({', '.join(changed)}"
+            "); its results would not match them. Use another --out, or delete the folder to "
+            "retrain that stage and the ones after it"
+        )
+
+
 def run_stages(
     stages: Sequence[Stage],
     setting_name: str,
@@ -179,8 +279,13 @@ def run_stages(
     splits: dict[str, Path] | None = None,
     extra: Sequence[str] = (),
     dry_run: bool = False,
+    overrides: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run every stage without a ``final.ckpt`` as ``python -m wseg fit``, in order.
+
+    A finished stage is skipped only if it ran with the settings planned now (its config and
+    overrides; the ``extra`` arguments are not compared); otherwise this fails rather than
+    silently reusing it.
 
     Args:
         stages: The chain.
@@ -189,27 +294,41 @@ def run_stages(
         splits: The id lists the stages train on, by name (None: the stages name none).
         extra: Arguments appended to every stage's command (e.g. ``--trainer.devices 4``).
         dry_run: Print the commands instead of running them.
+        overrides: Arguments for single stages, by stage name (`parse_stage_overrides`); such a
+            stage and the ones after it run in their own folders (`stage_folders`).
 
     Returns:
         The final metrics of each finished stage (``metrics.json``: the last logged metrics,
         ``global_step``, and ``wall_s``, the stage's wall time in seconds).
 
     Raises:
-        RuntimeError: If a stage fails or ends without its final checkpoint.
+        ValueError: If ``overrides`` names a stage that is not in the chain.
+        RuntimeError: If a stage fails or ends without its final checkpoint, or a finished stage
+            ran with other settings.
 
     """
+    overrides = dict(overrides or {})
+    names = [stage.name for stage in stages]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"overrides for {unknown}, which are not stages of this chain: {names}")
+    folders = stage_folders(stages, overrides)
     results: dict[str, dict[str, float]] = {}
     for stage in stages:
-        stage_dir = out / stage.name
+        stage_dir = out / folders[stage.name]
         final = stage_dir / FINAL
+        config = stage_config(stage, setting_name, out, splits, folders)
+        own = list(overrides.get(stage.name, ()))
+        planned = {"config": config, "overrides": own}
         if final.exists():
+            _check_finished(stage_dir, planned)
             print(f"[pipeline] {stage.name}: done ({final}), skipped", flush=True)
         else:
             stage_dir.mkdir(parents=True, exist_ok=True)
             path = stage_dir / "config.yaml"
-            config = stage_config(stage, setting_name, out, splits)
             path.write_text(yaml.safe_dump(config, sort_keys=False))
-            command = [sys.executable, "-m", "wseg", "fit", "--config", str(path), *extra]
+            (stage_dir / STAGE_RECORD).write_text(json.dumps(planned, indent=2))
+            command = [sys.executable, "-m", "wseg", "fit", "--config", str(path), *extra, *own]
             print(f"[pipeline] {stage.name}: {' '.join(command)}", flush=True)
             if dry_run:
                 continue
