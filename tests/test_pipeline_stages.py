@@ -12,6 +12,7 @@ from wseg.pipeline.stages import (
     STAGE_RECORD,
     parse_stage_overrides,
     run_stages,
+    stage_environment,
     stage_folders,
 )
 
@@ -82,3 +83,13 @@ def test_command_line_stage_arguments(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main([*args, "--dry-run", "--alpha_end=1"])
     assert "stage arguments are --STAGE.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_only_the_last_stage_joins_a_wandb_sweep_run(monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc")
+    monkeypatch.setenv("WANDB_RUN_ID", "r1")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    earlier, last = stage_environment(last=False), stage_environment(last=True)
+    assert "WANDB_SWEEP_ID" not in earlier and "WANDB_RUN_ID" not in earlier
+    assert earlier["WANDB_MODE"] == "offline"
+    assert last["WANDB_SWEEP_ID"] == "abc" and last["WANDB_RUN_ID"] == "r1"

@@ -7,7 +7,9 @@ Every module of this package that defines ``COMMAND`` is a subcommand: it provid
 machinery (a stage whose ``final.ckpt`` exists is skipped, so a rerun resumes). Arguments after
 ``--`` go to every stage; ``--STAGE.KEY=VALUE`` arguments reach one stage only (``run`` finds them
 in ``args.stage_overrides`` and passes them to `run_stages`), which then runs, with the stages
-after it, in folders of their own: what a W&B sweep over a chain needs.
+after it, in folders of their own: what a W&B sweep over a chain needs. A module's
+``stages(args)`` lists the fit stages a command line asks for (the sweep tests check overrides
+against them).
 """
 
 from __future__ import annotations

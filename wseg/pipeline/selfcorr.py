@@ -157,6 +157,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
 
 
+def stages(args: argparse.Namespace) -> list[Stage]:
+    """The chain the parsed ``selfcorr`` arguments ask for."""
+    return selfcorr_stages(SETTINGS[args.setting], args.mode)
+
+
 def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
     """Run (or resume) the chain of ``args.mode`` for ``args.setting``.
 
@@ -172,8 +177,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
     out = args.out / args.setting
     num_strong = setting.num_strong if args.num_strong is None else args.num_strong
     splits = make_splits(setting.configs["ancillary"], num_strong, extra, out)
-    stages = selfcorr_stages(setting, args.mode)
     overrides = getattr(args, "stage_overrides", None)
-    results = run_stages(stages, args.setting, out, splits, extra, args.dry_run, overrides)
+    results = run_stages(stages(args), args.setting, out, splits, extra, args.dry_run, overrides)
     report(results)
     return results

@@ -27,6 +27,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 FINAL = "final.ckpt"
 METRICS = "metrics.json"
 STAGE_RECORD = "stage.json"
+SWEEP_ENV = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
 SPLIT_KEYS = (
     "num_strong",
     "strong_fraction",
@@ -272,6 +273,19 @@ def _check_finished(stage_dir: Path, planned: dict[str, Any]) -> None:
         )
 
 
+def stage_environment(last: bool) -> dict[str, str]:
+    """The environment of a stage's process: a W&B sweep run is joined by the last stage only.
+
+    A W&B sweep agent starts the pipeline with ``WANDB_RUN_ID``/``WANDB_SWEEP_ID`` set; if every
+    stage inherited them, each would log into the one sweep run. Earlier stages get their own runs.
+    """
+    env = dict(os.environ)
+    if not last:
+        for key in SWEEP_ENV:
+            env.pop(key, None)
+    return env
+
+
 def run_stages(
     stages: Sequence[Stage],
     setting_name: str,
@@ -333,7 +347,8 @@ def run_stages(
             if dry_run:
                 continue
             start = time.perf_counter()
-            code = subprocess.run(command, check=False).returncode
+            env = stage_environment(last=stage is stages[-1])
+            code = subprocess.run(command, check=False, env=env).returncode
             if code != 0 or not final.exists():
                 raise RuntimeError(
                     f"stage {stage.name!r} failed (exit code {code}, {final} "
