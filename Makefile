@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 SETTING ?= demo
 MODE ?= conv
+DATA ?= synthetic
 
 .DEFAULT_GOAL := help
 
@@ -45,10 +46,13 @@ selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|voc_f1464
 bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 minutes on 2 CPU cores)
 	$(PY) -m benchmarks
 
+compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|tiny_coco; rows resume)
+	$(PY) -m wseg.bench --data $(DATA)
+
 bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
 	$(PY) -m benchmarks em_family self_correction box2seg
 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format selfcorr bench bench-methods clean
+.PHONY: help install demo test test-slow lint format selfcorr compare bench bench-methods clean
