@@ -46,7 +46,7 @@ def test_command_settings_and_rows() -> None:
     assert SETTINGS["voc_original"].rows == ("combined_potts", "combined_crf")
     weak = yaml.safe_load(SETTINGS["voc"].weak.read_text())
     assert weak["model"]["init_args"]["target"] == "scribble"
-    assert weak["data"]["init_args"]["curated_scribbles"] is True
+    assert SETTINGS["voc"].curated and not SETTINGS["voc_original"].curated
 
 
 def test_gap_table_hand_computed() -> None:
@@ -118,6 +118,9 @@ def test_dry_run_writes_the_baseline_configs(tmp_path: Path, capsys) -> None:
     assert "hfa: " in printed and "wa: " in printed
     weak = yaml.safe_load((out / "demo" / "wa" / "config.yaml").read_text())
     assert weak["model"]["class_path"] == "ScribblePAM"
+    assert weak["data"]["init_args"]["curated_scribbles"] is True
+    full = yaml.safe_load((out / "demo" / "hfa" / "config.yaml").read_text())
+    assert "curated_scribbles" not in full["data"]["init_args"]
     with pytest.raises(ValueError, match="unknown rows"):
         main(["scribbles", "--setting", "demo", "--out", str(out), "--rows", "local,tv"])
 

@@ -77,13 +77,15 @@ ROWS: dict[str, Row] = {
 
 @dataclass(frozen=True)
 class Setting:
-    """The experiment YAMLs of one dataset and the PFA rows it runs by default.
+    """The experiment YAMLs of one dataset, its scribbles, and the PFA rows it runs by default.
 
     Args:
-        full: HFA fit (`Supervised` on the full masks).
+        full: HFA fit (`Supervised` on the full masks, every training image).
         weak: WA fit, the global PAM (`ScribblePAM`, ``target: scribble``); its data section
-            (scribble source, curation) also defines the local PAMs' scribbles.
+            (scribble source, width, seed) also defines the local PAMs' scribbles.
         pfa: Fit on a PFA store (`ScribblePAM`, ``target: pseudo``); the store is set per row.
+        curated: Curated scribbles (``curated_scribbles`` is set for the WA and PFA fits and the
+            PAMs): the paper's Table 1 studies every row on them.
         rows: Default PFA rows.
 
     """
@@ -91,26 +93,23 @@ class Setting:
     full: Path
     weak: Path
     pfa: Path
+    curated: bool = True
     rows: tuple[str, ...] = tuple(ROWS)
 
 
+_VOC = (
+    EXPERIMENTS / "scribbles" / "voc_full.yaml",
+    EXPERIMENTS / "scribbles" / "voc_weak.yaml",
+    EXPERIMENTS / "scribbles" / "voc_pfa.yaml",
+)
 SETTINGS: dict[str, Setting] = {
     "demo": Setting(
         EXPERIMENTS / "demo" / "scribble_full.yaml",
         EXPERIMENTS / "demo" / "scribble_weak.yaml",
         EXPERIMENTS / "demo" / "scribble_pfa.yaml",
     ),
-    "voc": Setting(
-        EXPERIMENTS / "scribbles" / "voc_full.yaml",
-        EXPERIMENTS / "scribbles" / "voc_weak.yaml",
-        EXPERIMENTS / "scribbles" / "voc_pfa.yaml",
-    ),
-    "voc_original": Setting(
-        EXPERIMENTS / "scribbles" / "voc_full.yaml",
-        EXPERIMENTS / "scribbles" / "voc_weak_original.yaml",
-        EXPERIMENTS / "scribbles" / "voc_pfa_original.yaml",
-        rows=("combined_potts", "combined_crf"),
-    ),
+    "voc": Setting(*_VOC),
+    "voc_original": Setting(*_VOC, curated=False, rows=("combined_potts", "combined_crf")),
 }
 
 
@@ -415,12 +414,16 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         raise ValueError(f"unknown rows {unknown}; expected any of {list(ROWS)}")
     out = args.out / args.setting
     progress = not args.no_progress
-    baselines = [Stage("hfa", setting.full, split=None), Stage("wa", setting.weak, split=None)]
+    curation = {"curated_scribbles": setting.curated}
+    baselines = [
+        Stage("hfa", setting.full, split=None),
+        Stage("wa", setting.weak, split=None, data_args=curation),
+    ]
     run_stages(baselines, args.setting, out, extra=extra, dry_run=args.dry_run)
     if args.dry_run:
         return []
     weak_config = load_config(setting.weak)
-    data = {**weak_config["data"].get("init_args", {}), **data_overrides(extra)}
+    data = {**weak_config["data"].get("init_args", {}), **curation, **data_overrides(extra)}
     _, train, val = training_source(data, out, progress)
     options = scribble_args(data)
     identity = {
@@ -455,7 +458,12 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
             flush=True,
         )
     fits = [
-        Stage(name, setting.pfa, split=None, data_args={"pseudo_labels": str(stores[name])})
+        Stage(
+            name,
+            setting.pfa,
+            split=None,
+            data_args={**curation, "pseudo_labels": str(stores[name])},
+        )
         for name in rows
     ]
     run_stages(fits, args.setting, out, extra=extra)
