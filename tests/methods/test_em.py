@@ -3,7 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_batches import NUM_CLASSES, TINY, make_batch
+from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
+from lightning.pytorch import Trainer
 
 from wseg.losses.em import bbox_em_fixed_estep, em_adapt_estep, em_fixed_estep
 from wseg.methods import BboxSeg, EMAdapt, EMFixed
@@ -62,6 +63,46 @@ def test_bbox_em_fixed_labels_background_outside_the_boxes() -> None:
     assert torch.equal(target, bbox_em_fixed_estep(logits, batch["box_mask"]))
     outside = batch["box_mask"][:, 0] > 0
     assert (target[outside] == 0).all()
+
+
+class RecordingEMFixed(EMFixed):
+    """EMFixed that keeps, per training step, its target and the plain E-step of the same scores."""
+
+    def e_step(self, logits, batch):
+        target = super().e_step(logits, batch)
+        plain = bbox_em_fixed_estep(logits, batch["box_mask"])
+        self.seen.append((self.global_step, target, plain, batch["box_label"]))
+        return target
+
+
+def test_bbox_em_fixed_warm_up_trains_on_rect_labels_then_on_the_e_step() -> None:
+    model = build(RecordingEMFixed, weak_label="boxes", warmup_steps=2, lr=1e-9).train()
+    model.seen = []
+    head = model.net.segmentation_head[0]
+    with torch.no_grad():  # background leads by 10 > b_fg - b_bg: the E-step drops the boxes
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([10.0] + [0.0] * (NUM_CLASSES - 1)))
+    trainer = Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, train_dataloaders=batch_loader(count=4))
+    assert [step for step, *_ in model.seen] == [0, 1, 2, 3]
+    for step, target, plain, rect in model.seen:
+        assert (rect > 0).any() and (plain == 0).all()  # the two label sets differ
+        assert torch.equal(target, rect if step < 2 else plain)
+
+
+def test_warm_up_is_for_boxes_only() -> None:
+    with pytest.raises(ValueError, match="weak_label='boxes'"):
+        build(EMFixed, weak_label="tags", warmup_steps=10)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        build(EMFixed, weak_label="boxes", warmup_steps=-1)
 
 
 def test_em_adapt_gives_each_tagged_class_its_share() -> None:
