@@ -1,0 +1,181 @@
+"""Bbox-Seg (Papandreou et al. 2015): the CRF-from-boxes store of the training split, then the fit.
+
+    python -m wseg.pipeline bbox-seg --setting demo|demo_semi|voc|voc_semi [-- <fit args>]
+
+The store goes to ``<out>/<setting>/stores/crf-<hash>`` (resumable, named by the hash of the
+generator options and the split) and the fit to ``<out>/<setting>/fit``; a rerun resumes both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wseg.labels.__main__ import _key_values
+from wseg.labels.generate import CRFGenerator, build_generator
+from wseg.labels.store import PseudoLabelStore
+from wseg.pipeline.stages import (
+    EXPERIMENTS,
+    SPLIT_KEYS,
+    Stage,
+    data_overrides,
+    load_config,
+    report,
+    run_stages,
+)
+
+COMMAND = "bbox-seg"
+HELP = "Bbox-Seg (Papandreou et al. 2015): CRF-from-boxes store -> fit on it"
+
+SETTINGS: dict[str, Path] = {
+    "demo": EXPERIMENTS / "demo" / "bbox_seg.yaml",
+    "demo_semi": EXPERIMENTS / "demo" / "bbox_seg_semi.yaml",
+    "voc": EXPERIMENTS / "em" / "bbox_seg_voc.yaml",
+    "voc_semi": EXPERIMENTS / "em" / "bbox_seg_semi_voc.yaml",
+}
+"""Each setting's experiment YAML (its data section says which split the store labels)."""
+
+
+def crf_options(tuned: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``crf`` generator's options: a ``wseg.labels.tune`` choice, then explicit ones.
+
+    Args:
+        tuned: YAML written by ``python -m wseg.labels.tune --out`` (its ``options`` are used),
+            or None for the generator's defaults (``alpha`` 0.2, as the paper).
+        options: Explicit options, applied last (e.g. ``{"alpha": 0.3}``).
+
+    Returns:
+        Keyword arguments of `wseg.labels.generate.CRFGenerator`.
+
+    """
+    chosen: dict[str, Any] = {}
+    if tuned is not None:
+        if not tuned.is_file():
+            raise FileNotFoundError(f"--tuned {tuned}: no such file (wseg.labels.tune writes it)")
+        content = yaml.safe_load(tuned.read_text())
+        if not isinstance(content, dict) or content.get("generator") != "crf":
+            raise ValueError(f"--tuned {tuned}: not a crf choice written by wseg.labels.tune")
+        chosen = dict(content.get("options") or {})
+    return {**chosen, **options}
+
+
+def store_plan(config: Path, extra: Sequence[str], generator: CRFGenerator, out: Path) -> dict:
+    """Where the store of a setting goes and what it labels, without reading any image.
+
+    Args:
+        config: The setting's experiment YAML.
+        extra: The fit's extra arguments (``--data.init_args.*`` ones apply, e.g. ``root``).
+        generator: The ``crf`` generator.
+        out: Parent directory of the setting's stores.
+
+    Returns:
+        ``data`` (the datamodule arguments, split and store keys removed), ``dataset`` (the
+        split's identity, part of the store's hash) and ``path`` (the store directory).
+
+    """
+    from wseg.data.datamodule import WeakSegDataModule
+
+    data = {**load_config(config)["data"].get("init_args", {}), **data_overrides(extra)}
+    data = {k: v for k, v in data.items() if k not in (*SPLIT_KEYS, "pseudo_labels")}
+    datamodule = WeakSegDataModule(**data)
+    dataset = {
+        "name": datamodule.dataset,
+        "root": str(Path(datamodule.root).resolve()),
+        "split": datamodule.train_split,
+        "options": datamodule.source_options,
+    }
+    store_config = {"generator": generator.name, "options": generator.options(), "dataset": dataset}
+    store_config = json.loads(json.dumps(store_config, sort_keys=True))
+    return {
+        "data": data,
+        "dataset": dataset,
+        "path": PseudoLabelStore.directory_for(out, store_config),
+    }
+
+
+def make_store(
+    config: Path, extra: Sequence[str], generator: CRFGenerator, out: Path, workers: int = 1
+) -> Path:
+    """Generate (or finish) the CRF-from-boxes store of a setting's training split.
+
+    Args:
+        config: The setting's experiment YAML.
+        extra: The fit's extra arguments (``--data.init_args.*`` ones apply).
+        generator: The ``crf`` generator.
+        out: Parent directory of the setting's stores.
+        workers: CRF worker processes.
+
+    Returns:
+        The store directory (equal to ``store_plan(...)["path"]``).
+
+    """
+    from wseg.data.datamodule import WeakSegDataModule
+    from wseg.labels.generate import generate
+
+    plan = store_plan(config, extra, generator, out)
+    datamodule = WeakSegDataModule(**plan["data"])
+    datamodule.prepare_data()  # the synthetic data is generated on first use
+    source = datamodule.make_source(datamodule.train_split)
+    summary = generate(source, generator, out, plan["dataset"], workers=workers)
+    print(
+        f"[pipeline] store: {summary.store.path}: generated {len(summary.generated)}, already "
+        f"there {summary.skipped}, of {summary.total}",
+        flush=True,
+    )
+    return summary.store.path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bbox-seg`` command's arguments."""
+    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument("--out", type=Path, default=Path("runs/bbox_seg"), help="output root")
+    parser.add_argument(
+        "--tuned", type=Path, help="alpha and CRF chosen by python -m wseg.labels.tune (its --out)"
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="crf generator option, e.g. alpha=0.3 (JSON values; after --tuned)",
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="CRF processes")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the store path and fit command only"
+    )
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Make (or resume) the store of ``args.setting``, then run (or skip) its fit.
+
+    Args:
+        args: The parsed ``bbox-seg`` arguments.
+        extra: Arguments for the fit's ``python -m wseg fit``.
+
+    Returns:
+        The final metrics of the fit once it has finished.
+
+    """
+    config = SETTINGS[args.setting]
+    out = args.out / args.setting
+    options = _key_values(args.option, "-o")
+    try:
+        generator = build_generator("crf", **crf_options(args.tuned, options))
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"bad crf generator options: {error}") from error
+    if args.dry_run:
+        store = store_plan(config, extra, generator, out / "stores")["path"]
+        print(f"[pipeline] store: {store} ({generator.options()})", flush=True)
+    else:
+        store = make_store(config, extra, generator, out / "stores", args.workers)
+    stage = Stage("fit", config, split=None, data_args={"pseudo_labels": str(store)})
+    results = run_stages([stage], args.setting, out, None, extra, args.dry_run)
+    report(results)
+    return results
