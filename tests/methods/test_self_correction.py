@@ -124,11 +124,30 @@ def test_pretrain_stage_ignores_weak_images() -> None:
         assert torch.equal(model.compute_loss(batch), before)
 
 
+def test_conv_head_trains_at_the_base_learning_rate() -> None:
+    # The decoder gets head_lr_mult x lr; the self-correction head lr x correction_lr_mult (the
+    # paper's single rate by default): at the decoder's 10x it diverged on the demo.
+    kwargs = {**TINY, "lr": 0.01, "head_lr_mult": 10.0}
+    model = SelfCorrection(num_classes=NUM_CLASSES, mode="conv", **kwargs)
+    groups = model.parameter_groups()
+    assert [group["lr"] for group in groups] == pytest.approx([0.01, 0.1, 0.01])
+    assert [id(p) for p in groups[2]["params"]] == [id(p) for p in model.head.parameters()]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    grouped = [id(p) for group in groups for p in group["params"]]
+    assert sorted(grouped) == sorted(trainable)  # each once; the frozen ancillary in none
+    faster = SelfCorrection(num_classes=NUM_CLASSES, mode="conv", correction_lr_mult=3, **kwargs)
+    assert faster.parameter_groups()[2]["lr"] == pytest.approx(0.03)
+    plain = SelfCorrection(num_classes=NUM_CLASSES, mode="linear", **kwargs)
+    assert [group["lr"] for group in plain.parameter_groups()] == pytest.approx([0.01, 0.1])
+
+
 def test_invalid_settings() -> None:
     with pytest.raises(ValueError, match="pretrain"):
         SelfCorrection(num_classes=NUM_CLASSES, mode="linear", stage="pretrain", **TINY)
     with pytest.raises(ValueError, match="start, end > 0"):
         SelfCorrection(num_classes=NUM_CLASSES, mode="linear", alpha_end=0.0, **TINY)
+    with pytest.raises(ValueError, match="correction_lr_mult"):
+        SelfCorrection(num_classes=NUM_CLASSES, correction_lr_mult=0.0, **TINY)
     with pytest.raises(ValueError, match="deeplabv3plus"):
         Ancillary(num_classes=NUM_CLASSES, arch="unet", **TINY)
 

@@ -76,3 +76,17 @@ def test_conv_self_correction_head_shapes() -> None:
     assert (out < 0).any()  # logits: no final activation
     with pytest.raises(ValueError, match="logit maps"):
         head(torch.randn(1, NUM_CLASSES, 4, 4), torch.randn(1, NUM_CLASSES, 4, 5))
+
+
+@pytest.mark.slow
+def test_the_papers_xception65_gates_its_stride_4_and_deepest_features() -> None:
+    # The paper's encoder, through timm as the YAMLs name it (random weights: no download).
+    torch.manual_seed(0)
+    net = AncillarySegmenter(NUM_CLASSES, "tu-xception65").eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = net.segmenter.encoder(image)
+        _, attentions = net.attend(features, box_mask(1, 64, 64))
+        logits = net(image, box_mask(1, 64, 64))
+    assert [tuple(a.shape) for a in attentions] == [(1, 256, 16, 16), (1, 2048, 4, 4)]
+    assert logits.shape == (1, NUM_CLASSES, 64, 64)
