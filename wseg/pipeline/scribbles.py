@@ -312,6 +312,44 @@ def format_markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _verdict(combined: float, alone: float) -> str:
+    return "holds" if combined > alone else "does not hold"
+
+
+def key_findings(table: list[dict[str, Any]]) -> list[str]:
+    """Check the paper's key finding: combined PAMs beat the global PAM alone, in PFA and val mIoU.
+
+    Each regulariser is compared with its own (the unregularised global PFA is the WA row's train
+    column: the WA network's argmax on the training images).
+
+    Args:
+        table: The rows of `gap_table`.
+
+    Returns:
+        One line per comparison whose rows are in the table: the two PFA and val mIoUs and whether
+        the finding holds for each.
+
+    """
+    by_row = {entry["row"]: entry for entry in table}
+    pairs = [
+        ("combined", "WA", "train"),
+        ("combined + Potts", "global + Potts", "pfa"),
+        ("combined + CRF", "global + CRF", "pfa"),
+    ]
+    lines = []
+    for combined, alone, column in pairs:
+        if combined not in by_row or alone not in by_row:
+            continue
+        a, b = by_row[combined], by_row[alone]
+        name = "global (WA network)" if alone == "WA" else alone
+        lines.append(
+            f"{combined} vs {name}: PFA {a['pfa']:.1f} vs {b[column]:.1f} "
+            f"({_verdict(a['pfa'], b[column])}), val {a['val']:.1f} vs {b['val']:.1f} "
+            f"({_verdict(a['val'], b['val'])})"
+        )
+    return lines
+
+
 def write_csv(table: list[dict[str, Any]], path: Path) -> None:
     """Write `gap_table` as CSV (empty cells where not applicable)."""
     with path.open("w", newline="") as handle:
@@ -477,11 +515,11 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         for name in rows
     }
     table = gap_table(full, weak, results)
-    markdown = format_markdown(table)
-    (out / "table.md").write_text(markdown)
+    markdown = format_markdown(table) + "".join(f"\n- {line}" for line in key_findings(table))
+    (out / "table.md").write_text(markdown + "\n")
     write_csv(table, out / "table.csv")
     plot_table(table, out / "table.png", f"scribble gap study ({args.setting})")
-    print(markdown, flush=True)
+    print(markdown + "\n", flush=True)
     if not args.no_wandb:
         project = (
             weak_config.get("trainer", {})
