@@ -131,7 +131,7 @@ def test_fill_rate_hinge() -> None:
     assert fill_rate_loss(low, grabcut, box, gamma=0.7).item() == pytest.approx(0.7 * 2 / 3 - 0.2)
 
 
-def test_fill_rate_counts_grabcut_inside_the_box_and_averages_present_classes() -> None:
+def test_fill_rate_counts_grabcut_inside_the_box_and_averages_images() -> None:
     # Image 0: class 1 box (2 px) half filled by GrabCut, GrabCut class 1 also outside the box;
     # image 1: class 2 box (1 px) fully filled. Attention 0 everywhere.
     box = one_hot_labels(torch.tensor([[[1, 1, 0]], [[0, 0, 2]]]), 3)
@@ -139,6 +139,36 @@ def test_fill_rate_counts_grabcut_inside_the_box_and_averages_present_classes() 
     assert fill_rates(grabcut, box).flatten().tolist() == pytest.approx([0.5, 0.0, 0.0, 1.0])
     loss = fill_rate_loss(torch.zeros(2, 2, 1, 3), grabcut, box, gamma=0.7)
     assert loss.item() == pytest.approx((0.35 + 0.7) / 2)
+
+
+def test_fill_rate_sums_the_classes_of_an_image() -> None:
+    # Image 0: class 1 box (2 px, GrabCut fills 1) and class 2 box (1 px, filled); image 1: no box.
+    box = one_hot_labels(torch.tensor([[[1, 1, 2]], [[0, 0, 0]]]), 3)
+    grabcut = one_hot_labels(torch.tensor([[[1, 0, 2]], [[0, 0, 0]]]), 3)
+    loss = fill_rate_loss(torch.zeros(2, 2, 1, 3), grabcut, box, gamma=0.7)
+    assert loss.item() == pytest.approx((0.7 * 0.5 + 0.7 * 1.0 + 0.0) / 2)
+
+
+@pytest.mark.parametrize("y", [0.5, 0.95])
+def test_alpha_gradient_balance_of_weighted_foreground_loss_and_regularisers(y: float) -> None:
+    """Why alpha collapses early: 10 L_fg pushes it down harder than either regulariser lifts it."""
+    # One image, a class-1 box of 8 pixels, GrabCut fills it (eta = 1), y(i, 1) = y, alpha 0.2.
+    box = one_hot_labels(torch.ones(1, 1, 8, dtype=torch.long), 3)
+    log_probs = torch.tensor([1 - y, y, 0.0]).clamp_min(1e-12).log().reshape(1, 3, 1, 1)
+    log_probs = log_probs.expand(1, 3, 1, 8)
+    attention = torch.full((1, 2, 1, 8), 0.2, requires_grad=True)
+    (10 * foreground_loss(log_probs, attention, box)).backward()
+    fg = attention.grad[0, 0, 0, 0].item()
+    assert fg == pytest.approx(10 * -math.log(y) / 8)  # always >= 0: descent lowers alpha
+    attention.grad = None
+    fill_rate_loss(attention, box, box, gamma=0.7).backward()  # active: 0.2 < 0.7
+    assert attention.grad[0, 0, 0, 0].item() == pytest.approx(-1 / 8)
+    # alpha falls where lambda_aw (-log y) > lambda_alpha, i.e. y < exp(-0.1) = 0.905.
+    assert (fg - 1 / 8 > 0) == (y < math.exp(-0.1))
+    attention.grad = None
+    attention_box_loss(attention, box).backward()  # Eq. 6 / m: 2 (alpha - B) / 8 per box pixel
+    assert attention.grad[0, 0, 0, 0].item() == pytest.approx(2 * (0.2 - 1) / 8)
+    assert (fg + 2 * (0.2 - 1) / 8 > 0) == (y < math.exp(-1.6 / 10))
 
 
 def test_sample_pixels_per_class_draws_equally_and_skips_ignore() -> None:

@@ -104,7 +104,14 @@ def test_pretrain_trains_the_embeddings_on_grabcut_labels_only() -> None:
     model.zero_grad()
     loss.backward()
     head = model.net.segmenter.segmentation_head
-    assert all(p.grad is None for p in head.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in head.parameters())
+    grouped = {id(p) for group in model.parameter_groups() for p in group["params"]}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert grouped == trainable
+    # DDP without find_unused_parameters: every trained parameter receives a gradient.
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert not grouped & {id(p) for p in head.parameters()}
+    assert all(p.requires_grad for p in make_model().net.parameters())  # main: all trained
     assert all(p.grad is not None for p in model.net.embedding.parameters())
     assert any(p.grad.abs().sum() > 0 for p in model.net.encoder.parameters())
 

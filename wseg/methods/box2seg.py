@@ -1,7 +1,7 @@
 """Box2Seg (Kulharia et al. 2020): GrabCut labels, attention-weighted loss, affinity loss.
 
-Stages: a GrabCut store (``python -m wseg.labels generate --generator grabcut``), embedding
-pretraining (``stage="pretrain"``), end-to-end training (``stage="main"``, Eq. 11); y is deployed.
+Stages: a GrabCut store, embedding pretraining (``stage="pretrain"``), end-to-end training
+(``stage="main"``, Eq. 11), chained by ``python -m wseg.pipeline box2seg``; y is deployed.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class Box2Seg(WeakSegMethod):
     Box and GrabCut rows train the plain segmenter.
 
     ``stage="pretrain"`` trains the embeddings alone with L_A, the one-hot M in place of y (sec.
-    4.1); ``init_checkpoint`` (its checkpoint) starts the main stage. Pixels for L_A are drawn
+    4.1), y's head frozen (so DDP runs it without ``find_unused_parameters``);
+    ``init_checkpoint`` (its checkpoint) starts the main stage. Pixels for L_A are drawn
     per image, ``pixels_per_class`` from each GrabCut class present; the paper samples "10% of
     pixel pairs" (at stride 4 on a 321 px crop, about 2,000 of 6,400 pixels), we draw a fixed
     number per class so that memory does not grow with the image.
@@ -66,7 +67,8 @@ class Box2Seg(WeakSegMethod):
         label: Source of M: ``pseudo`` (the GrabCut store) or ``mask`` (full supervision).
         lambda_box: Weight of L_box (Eq. 1); the Box row only.
         lambda_gc: Weight of L_GC (Eq. 2).
-        lambda_aw: Weight of L_AW (Eq. 3-5); the paper's 10.
+        lambda_aw: Weight of L_AW (Eq. 3-5); the paper's 10. With it the loss starts about
+            20x larger than L_GC alone: a learning rate that suits the GrabCut row can overshoot.
         lambda_alpha: Weight of the attention regulariser; the paper's 1.
         attention_reg: ``fill_rate`` (L_alpha^fr, Eq. 7-8) or ``bbox`` (L_alpha^bbox, Eq. 6).
         gamma: Margin factor of the fill-rate hinge; the paper's 0.7.
@@ -140,7 +142,11 @@ class Box2Seg(WeakSegMethod):
         return self.uses_embeddings or hp.lambda_gc > 0 or (self.uses_attention and fill_rate)
 
     def configure_models(self) -> None:
-        """Build ``self.net``, a `Box2SegNet` with the branches the loss terms need."""
+        """Build ``self.net``, a `Box2SegNet` with the branches the loss terms need.
+
+        In pretraining y's head is frozen: no term reads it, and DDP needs every trainable
+        parameter to receive a gradient (no ``find_unused_parameters`` needed).
+        """
         hp = self.hparams
         self.net = Box2SegNet(
             hp.num_classes,
@@ -153,6 +159,8 @@ class Box2Seg(WeakSegMethod):
             branch_channels=hp.branch_channels,
             output_stride=hp.output_stride,
         )
+        if hp.stage == "pretrain":
+            self.net.segmenter.segmentation_head.requires_grad_(False)
 
     def export(self) -> nn.Module:
         """The deployed segmenter (y branch only, the baseline's parameters)."""
@@ -185,9 +193,9 @@ class Box2Seg(WeakSegMethod):
         """
         if not Path(path).is_file():
             raise FileNotFoundError(
-                f"init_checkpoint={path!r} does not exist; train the embeddings first: "
-                "python -m wseg fit --config experiments/box2seg/voc_pretrain.yaml (or the demo's "
-                "experiments/demo/box2seg_pretrain.yaml) and pass its last.ckpt"
+                f"init_checkpoint={path!r} does not exist; train the embeddings first, e.g. "
+                "with the whole chain, `python -m wseg.pipeline box2seg --setting demo|voc`, or "
+                "by hand with experiments/demo/box2seg_pretrain.yaml (or box2seg/voc_pretrain.yaml)"
             )
         tensors = load_checkpoint_tensors(path)
         own = self.net.state_dict()

@@ -1,0 +1,170 @@
+"""Box2Seg (Kulharia et al. 2020): GrabCut store -> embedding pretraining -> end-to-end training.
+
+    python -m wseg.pipeline box2seg --setting demo|voc [-- <args for every stage>]
+
+Everything lands in ``<out>/<setting>/``: the GrabCut store under ``pseudo/`` (hash-named,
+resumable) and one folder per stage; a rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wseg.labels.store import PseudoLabelStore
+from wseg.pipeline.stages import (
+    EXPERIMENTS,
+    SPLIT_KEYS,
+    Stage,
+    data_overrides,
+    load_config,
+    report,
+    run_stages,
+)
+
+COMMAND = "box2seg"
+HELP = "Box2Seg (Kulharia et al. 2020): GrabCut store -> embedding pretraining -> main fit"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The experiment YAMLs of Box2Seg's two training stages on one dataset.
+
+    Args:
+        pretrain: YAML of the embedding pretraining (``stage: pretrain``).
+        main: YAML of the end-to-end stage (``stage: main``).
+
+    """
+
+    pretrain: Path
+    main: Path
+
+
+SETTINGS: dict[str, Setting] = {
+    "demo": Setting(EXPERIMENTS / "demo/box2seg_pretrain.yaml", EXPERIMENTS / "demo/box2seg.yaml"),
+    "voc": Setting(
+        EXPERIMENTS / "box2seg/voc_pretrain.yaml", EXPERIMENTS / "box2seg/voc_box2seg.yaml"
+    ),
+}
+
+
+def grabcut_store(
+    config: Path, extra: Sequence[str], out: Path, workers: int = 1, progress: bool = True
+) -> Path:
+    """Make (or finish) the GrabCut store of the training split an experiment trains on.
+
+    The dataset is the YAML's data section with the ``--data.init_args.*`` overrides of
+    ``extra`` applied, read with the datamodule's own reader options; those options, the
+    resolved root and the split are the store's dataset identity (part of its hash), so a
+    changed dataset makes a new store and an interrupted generation resumes.
+
+    Args:
+        config: An experiment YAML of the setting (its data section is used).
+        extra: Extra command-line arguments of the stages.
+        out: Parent directory of stores (the store is ``out/grabcut-<hash8>``).
+        workers: GrabCut worker processes.
+        progress: Show a progress bar.
+
+    Returns:
+        The store's directory.
+
+    """
+    from wseg.data.datamodule import WeakSegDataModule
+    from wseg.labels.generate import build_generator, generate
+
+    args = {**load_config(config)["data"].get("init_args", {}), **data_overrides(extra)}
+    ignored = {"pseudo_labels", *SPLIT_KEYS}
+    datamodule = WeakSegDataModule(**{k: v for k, v in args.items() if k not in ignored})
+    datamodule.prepare_data()
+    split = datamodule.train_split
+    identity = {
+        "name": datamodule.dataset,
+        "root": str(Path(datamodule.root).resolve()),
+        "split": split,
+        "options": datamodule.source_options,
+    }
+    summary = generate(
+        datamodule.make_source(split),
+        build_generator("grabcut"),
+        out,
+        identity,
+        workers=workers,
+        progress=progress,
+    )
+    print(
+        f"[pipeline] grabcut: {summary.store.path} (generated {len(summary.generated)}, "
+        f"already there {summary.skipped}, of {summary.total})",
+        flush=True,
+    )
+    return summary.store.path
+
+
+def box2seg_stages(setting: Setting, store: Path) -> list[Stage]:
+    """The two training stages, both reading the GrabCut store.
+
+    ``pretrain`` trains the embeddings with L_A on M (sec. 4.1); ``main`` starts from its
+    ``final.ckpt`` (``init_checkpoint``) and minimises Eq. 11. Neither touches the configs'
+    strong/weak split settings.
+
+    Args:
+        setting: The experiment YAMLs.
+        store: The GrabCut store.
+
+    Returns:
+        The stages, in order.
+
+    """
+    data = {"pseudo_labels": str(store)}
+    return [
+        Stage("pretrain", setting.pretrain, split=None, data_args=data),
+        Stage(
+            "main", setting.main, split=None, data_args=data, inputs={"init_checkpoint": "pretrain"}
+        ),
+    ]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``box2seg`` command's arguments."""
+    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument("--out", type=Path, default=Path("runs/box2seg"), help="output root")
+    parser.add_argument(
+        "--store", type=Path, help="an existing GrabCut store to use (default: make one)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="GrabCut worker processes")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Run (or resume) GrabCut, pretraining and the main stage for ``args.setting``.
+
+    Args:
+        args: The parsed ``box2seg`` arguments.
+        extra: Arguments for every stage's ``python -m wseg fit``.
+
+    Returns:
+        The final metrics of each finished stage.
+
+    Raises:
+        StoreError: If ``--store`` is not a pseudo-label store.
+        ValueError: If ``--store`` holds labels of another generator than GrabCut.
+
+    """
+    setting = SETTINGS[args.setting]
+    out = args.out / args.setting
+    if args.store is not None:
+        generator = PseudoLabelStore(args.store).manifest["config"].get("generator")
+        if generator != "grabcut":
+            raise ValueError(f"--store {args.store} holds {generator!r} labels, not grabcut")
+        store = args.store
+    elif args.dry_run:
+        store = out / "pseudo" / "grabcut-<hash>"
+        print(f"[pipeline] grabcut: would make or finish a store under {store.parent}", flush=True)
+    else:
+        store = grabcut_store(setting.pretrain, extra, out / "pseudo", args.workers)
+    results = run_stages(
+        box2seg_stages(setting, store), args.setting, out, extra=extra, dry_run=args.dry_run
+    )
+    report(results)
+    return results
