@@ -148,6 +148,19 @@ def test_regularisation_keeps_valid_distributions(method: str) -> None:
         assert label_changes(out.argmax(0)) < label_changes(probs.argmax(0))
 
 
+def test_classes_absent_everywhere_stay_zero_and_change_nothing() -> None:
+    from wseg.labels.potts import potts_map
+
+    image, mask = two_region_image()
+    probs = local_pam(ColourPositionFeatures()(image), scribble_of(mask), 4, num_trees=5)
+    assert not probs[[1, 2]].any()
+    out = regularise(probs, image, "potts", potts_max_iter=100)
+    assert not out[[1, 2]].any()
+    pixels = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].float()
+    full = potts_map(torch.from_numpy(probs)[None], pixels, lam=10.0, max_iter=100)[0]
+    np.testing.assert_array_equal(out.argmax(0), full.argmax(0).numpy())
+
+
 def test_regularise_bad_input() -> None:
     image, _ = two_region_image()
     with pytest.raises(ValueError, match="differ in size"):

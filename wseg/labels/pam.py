@@ -257,7 +257,8 @@ def regularise(
 
     Potts: `wseg.labels.potts.potts_map` (primal-dual on the simplex, edge weight
     ``exp(-eta |grad I|)``). Dense CRF: `wseg.labels.crf.dense_crf` mean-field marginals (10
-    iterations) with the paper's kernels (`PAPER_CRF`) unless ``crf`` says otherwise.
+    iterations) with the paper's kernels (`PAPER_CRF`) unless ``crf`` says otherwise. Classes whose
+    probability is 0 at every pixel are left out of the solve and stay 0.
 
     Args:
         probs: ``L, H, W`` class probabilities.
@@ -277,20 +278,28 @@ def regularise(
         raise ValueError(f"probs {probs.shape} and image {image.shape} differ in size")
     if method == "none":
         return np.asarray(probs, np.float32)
+    if method not in ("potts", "crf"):
+        raise ValueError(f"regulariser must be none, potts or crf, got {method!r}")
+    # Classes with probability 0 at every pixel (those a local PAM never saw) cost -log(eps) at
+    # every pixel and are dominated by the classes present, so they are left out of the solve and
+    # stay exactly 0: the Potts solver's work grows with the number of labels (21 on VOC).
+    active = np.flatnonzero(probs.reshape(len(probs), -1).max(axis=1) > 0)
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    p = torch.from_numpy(np.ascontiguousarray(probs, np.float32))[None]
+    p = torch.from_numpy(np.ascontiguousarray(probs[active], np.float32))[None]
     if method == "potts":
         from wseg.labels.potts import potts_map
 
-        out = potts_map(p, pixels.float(), lam=potts_lambda, eta=potts_eta, max_iter=potts_max_iter)
-    elif method == "crf":
+        solved = potts_map(
+            p, pixels.float(), lam=potts_lambda, eta=potts_eta, max_iter=potts_max_iter
+        )
+    else:
         from wseg.labels.crf import DenseCRFParams, dense_crf
 
         params = DenseCRFParams(**(PAPER_CRF if crf is None else crf))
-        out = dense_crf(pixels, p, params, backend=crf_backend)
-    else:
-        raise ValueError(f"regulariser must be none, potts or crf, got {method!r}")
-    return out[0].numpy().astype(np.float32)
+        solved = dense_crf(pixels, p, params, backend=crf_backend)
+    out = np.zeros(probs.shape, np.float32)
+    out[active] = solved[0].numpy()
+    return out
 
 
 @dataclass
