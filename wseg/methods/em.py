@@ -82,10 +82,13 @@ class EMFixed(EMMethod):
     The fixed biases only act while score differences stay below ``b_fg - b_bg = 2``. At the
     larger rates of our configs (0.01, 10x on decoder and head) the first SGD steps, dominated by
     background pixels, raise the background score inside every box by more than 2 before the
-    network tells objects apart (synthetic data: background leads by 24 logits after 10 steps);
-    every box pixel then flips to background, which hard EM never undoes (the all-background
-    labels are a fixed point). Holding the labels the paper's E-step starts from until the network
-    has learnt them keeps its intent. ``warmup_steps`` applies to the weak images of a semi run too.
+    network tells objects apart (synthetic data, ``benchmarks/em_family.py``: inside the boxes the
+    background leads by 0.5 at step 0, 3.0 after one step, 24 after ten); every box pixel then
+    flips to background, which hard EM never undoes (all-background labels are a fixed point;
+    val mIoU 11.8, the all-background score). With 50 warm-up steps of 150 the E-step keeps
+    85-95% of the box pixels as foreground, agrees with the true masks inside the boxes on about
+    78% of the pixels where Bbox-Rect labels do on 68%, and val mIoU is 73.2 (Bbox-Rect 67.9).
+    ``warmup_steps`` applies to the weak images of a semi run too.
 
     Args:
         weak_label: ``tags`` (EM-Fixed) or ``boxes`` (Bbox-EM-Fixed).
