@@ -434,6 +434,7 @@ class BoxCropDataModule(L.LightningDataModule):
         self.train_dataset: BoxCropDataset | None = None
         self.val_dataset: BoxCropDataset | None = None
         self.num_negative = 0
+        self._scans: dict[str, tuple[SegmentationSource, list[CropEntry]]] = {}
 
     @property
     def class_names(self) -> tuple[str, str]:
@@ -452,8 +453,10 @@ class BoxCropDataModule(L.LightningDataModule):
     def _crops(self, split: str) -> tuple[SegmentationSource, list[CropEntry], list[CropEntry]]:
         """The split's source, its positive crops and the other classes' kept crops."""
         hp = self.hparams
-        source = self.readers.make_source(split)
-        entries = scan_crops(source, hp.min_side_fraction, hp.progress)
+        if split not in self._scans:  # one pass per split (train and val are often the same)
+            source = self.readers.make_source(split)
+            self._scans[split] = (source, scan_crops(source, hp.min_side_fraction, hp.progress))
+        source, entries = self._scans[split]
         mine = [e for e in entries if e.label == self.target_index]
         if not mine:
             raise ValueError(
