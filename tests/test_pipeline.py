@@ -20,6 +20,7 @@ from wseg.pipeline.stages import (
 )
 
 DEMO = SETTINGS["demo"]
+TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
 TINY = {"synthetic_num_train": 8, "synthetic_num_val": 2, "synthetic_size": [64, 64]}
 
 
@@ -45,6 +46,7 @@ def test_stage_chains() -> None:
         selfcorr_stages(DEMO, "quadratic")
     assert {"voc_f200", "voc_f400", "voc_f800", "voc_f1464"} <= set(SETTINGS)
     assert {"cityscapes_f200", "cityscapes_f450", "cityscapes_f914"} <= set(SETTINGS)
+    assert {"demo", "tiny_coco"} <= set(SETTINGS)
     assert all(path.is_file() for s in SETTINGS.values() for path in s.configs.values())
 
 
@@ -67,6 +69,21 @@ def test_splits_halve_f_and_are_read_back(tmp_path: Path) -> None:
     assert make_splits(DEMO.configs["ancillary"], 5, extra, tmp_path / "out") == paths
     with pytest.raises(ValueError, match="holds 5 ids"):
         make_splits(DEMO.configs["ancillary"], 4, extra, tmp_path / "out")
+
+
+@pytest.mark.skipif(not TINY_COCO.is_dir(), reason="the shared tiny_coco photographs are absent")
+def test_tiny_coco_setting_draws_f_from_the_real_train_photos(tmp_path: Path) -> None:
+    setting = SETTINGS["tiny_coco"]
+    extra = ["--data.init_args.root", str(TINY_COCO)]
+    paths = make_splits(setting.configs["ancillary"], setting.num_strong, extra, tmp_path)
+    strong = set(load_split(paths["strong"]))
+    datamodule = WeakSegDataModule(dataset="coco", root=str(TINY_COCO), train_split="train2017")
+    ids = datamodule.make_source("train2017").ids
+    assert len(strong) == 20 and strong <= set(ids) and len(ids) == 50  # W = the other 30
+    assert len(load_split(paths["ancillary_half"])) == len(load_split(paths["head_half"])) == 10
+    for role, path in setting.configs.items():
+        data = load_config(path)["data"]["init_args"]
+        assert (data["dataset"], data["num_strong"]) == ("coco", 20), role
 
 
 def test_stage_config_wires_split_inputs_and_final_checkpoint(tmp_path: Path) -> None:

@@ -120,7 +120,11 @@ class SelfCorrection(WeakSegMethod):
     ``stage="pretrain"`` trains primary and head on F only (first and last terms; W images in a
     batch are ignored), ``stage="main"`` fine-tunes both on F and W from ``init_checkpoint`` (the
     pretrain stage's checkpoint). The ancillary model is then trained on half of F, so that the
-    head learns to combine the two models on the other half.
+    head learns to combine the two models on the other half. The paper gives one schedule for "the
+    models" (lr 0.007, 30,000 steps; sec. 4) and no separate one for the fine-tuning of stage 3, so
+    each stage is a full run of its config's schedule (the poly decay restarts at ``lr``). The
+    head trains at ``lr * correction_lr_mult``, not at the decoder's ``head_lr_mult``: see
+    `parameter_groups`.
 
     Checkpoints: the ancillary weights are loaded from ``ancillary_checkpoint`` (and
     ``init_checkpoint``) when a fit starts, and are part of this method's own checkpoints, so

@@ -54,6 +54,7 @@ _VOC = _configs("selfcorr/voc_", EXPERIMENTS / "selfcorr_conv.yaml")
 _CITYSCAPES = _configs("selfcorr/cityscapes_")
 SETTINGS: dict[str, Setting] = {
     "demo": Setting(40, _configs("demo/selfcorr_")),
+    "tiny_coco": Setting(20, _configs("selfcorr/tiny_coco_")),
     **{f"voc_f{n}": Setting(n, _VOC) for n in (200, 400, 800, 1464)},
     **{f"cityscapes_f{n}": Setting(n, _CITYSCAPES) for n in (200, 450, 914)},
 }
