@@ -120,11 +120,11 @@ def test_training_source_saves_the_curated_ids(tmp_path: Path) -> None:
         "num_strong": 2,
         "pseudo_labels": "somewhere",
     }
-    _, train, val = training_source(data, tmp_path, progress=False)
+    train, val = training_source(data, tmp_path, progress=False)
     ids = load_split(tmp_path / "curated_ids.txt")
     assert 0 < len(train) <= 6 and sorted(train.ids) == ids and len(val) == 2
     (tmp_path / "curated_ids.txt").write_text(f"{ids[0]}\n")
-    assert training_source(data, tmp_path, progress=False)[1].ids == [ids[0]]
+    assert training_source(data, tmp_path, progress=False)[0].ids == [ids[0]]
 
 
 def test_dry_run_writes_the_baseline_configs(tmp_path: Path, capsys) -> None:

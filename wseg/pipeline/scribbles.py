@@ -130,8 +130,8 @@ def scribble_args(data: dict[str, Any]) -> dict[str, Any]:
 
 def training_source(
     data: dict[str, Any], out: Path, progress: bool = True
-) -> tuple[Any, SegmentationSource, SegmentationSource]:
-    """The datamodule, its training images (the curated subset when curated) and its val split.
+) -> tuple[SegmentationSource, SegmentationSource]:
+    """The training images (the curated subset when curated) and the val split of a data config.
 
     The curated ids are computed once and saved as ``out/curated_ids.txt`` (read back after).
 
@@ -141,7 +141,7 @@ def training_source(
         progress: Show progress bars.
 
     Returns:
-        ``(datamodule, train source, val source)``.
+        ``(train source, val source)``.
 
     """
     from wseg.data.datamodule import WeakSegDataModule
@@ -167,7 +167,7 @@ def training_source(
             save_split(ids, path)
         print(f"[scribbles] curated training set: {len(ids)} of {len(source)} images", flush=True)
         source = SubsetSource(source, ids)
-    return datamodule, source, val
+    return source, val
 
 
 def scribble_miou(
@@ -462,13 +462,13 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         return []
     weak_config = load_config(setting.weak)
     data = {**weak_config["data"].get("init_args", {}), **curation, **data_overrides(extra)}
-    _, train, val = training_source(data, out, progress)
+    train, val = training_source(data, out, progress)
     options = scribble_args(data)
     identity = {
         "name": data.get("dataset", "synthetic"),
         "root": str(data.get("root")),
         "split": data.get("train_split", "train"),
-        "ids": len(train),
+        "scribbles": options,
     }
     pseudo = out / "pseudo"
     local_store = None
