@@ -45,6 +45,7 @@ def test_command_settings_and_rows() -> None:
         "combined_crf",
     ]
     assert SETTINGS["voc_original"].rows == ("combined_potts", "combined_crf")
+    assert SETTINGS["voc"].potts_max_iter == 1000 and SETTINGS["demo"].potts_max_iter == 200
     weak = yaml.safe_load(SETTINGS["voc"].weak.read_text())
     assert weak["model"]["init_args"]["target"] == "scribble"
     assert SETTINGS["voc"].curated and not SETTINGS["voc_original"].curated
