@@ -46,13 +46,16 @@ selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|voc_f1464
 bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 minutes on 2 CPU cores)
 	$(PY) -m benchmarks
 
+scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc_original)
+	$(PY) -m wseg.pipeline scribbles --setting $(SETTING)
+
 compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|tiny_coco; rows resume)
 	$(PY) -m wseg.bench --data $(DATA)
 
 bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
-	$(PY) -m benchmarks em_family self_correction box2seg
+	$(PY) -m benchmarks em_family self_correction box2seg box2tag scribbles
 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format selfcorr compare bench bench-methods clean
+.PHONY: help install demo test test-slow lint format selfcorr scribbles compare bench bench-methods clean

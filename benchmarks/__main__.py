@@ -15,7 +15,7 @@ BENCHMARKS = (
     "box2seg_memory",
     "tiny_coco_fit",
 )
-METHOD_TABLES = ("em_family", "self_correction", "box2seg")
+METHOD_TABLES = ("em_family", "self_correction", "box2seg", "box2tag", "scribbles")
 
 
 def main() -> int:

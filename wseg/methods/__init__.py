@@ -6,6 +6,7 @@
 from wseg.methods.base import WeakSegMethod
 from wseg.methods.box2seg import Box2Seg
 from wseg.methods.em import BboxSeg, EMAdapt, EMFixed
+from wseg.methods.scribble import ScribblePAM
 from wseg.methods.self_correction import Ancillary, SelfCorrection
 from wseg.methods.supervised import BboxRect, Supervised
 
@@ -18,6 +19,7 @@ METHODS: list[type[WeakSegMethod]] = [
     EMAdapt,
     BboxSeg,
     Box2Seg,
+    ScribblePAM,
 ]
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Box2Seg",
     "EMAdapt",
     "EMFixed",
+    "ScribblePAM",
     "SelfCorrection",
     "Supervised",
     "WeakSegMethod",
