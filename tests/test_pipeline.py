@@ -139,7 +139,10 @@ def test_finished_stages_are_skipped_and_dry_run_runs_nothing(tmp_path: Path, ca
         (tmp_path / stage.name / FINAL).write_bytes(b"")
         (tmp_path / stage.name / METRICS).write_text('{"val/miou": 0.5}')
     results = run_stages(stages, "demo", tmp_path, splits, dry_run=True)
-    assert results == {"ancillary_half": {"val/miou": 0.5}, "conv_pretrain": {"val/miou": 0.5}}
+    assert results == {
+        name: {"val/miou": 0.5, "stage_dir": str(tmp_path / name)}
+        for name in ("ancillary_half", "conv_pretrain")
+    }
     out = capsys.readouterr().out
     assert out.count("skipped") == 2 and "conv: " in out and "wseg fit --config" in out
     written = yaml.safe_load((tmp_path / "conv" / "config.yaml").read_text())

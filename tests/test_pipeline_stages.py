@@ -1,19 +1,19 @@
 """The generic stage machinery: per-stage overrides, their folders, refusing mismatched reuse."""
 
+import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from wseg.pipeline import main
 from wseg.pipeline.selfcorr import SETTINGS, selfcorr_stages
 from wseg.pipeline.stages import (
     FINAL,
+    METRICS,
     STAGE_RECORD,
     parse_stage_overrides,
     run_stages,
     stage_environment,
-    stage_folders,
 )
 
 DEMO = SETTINGS["demo"]
@@ -30,18 +30,6 @@ def test_stage_overrides_parse_both_forms_and_reject_others() -> None:
             parse_stage_overrides(bad)
 
 
-def test_overridden_stages_and_their_dependants_get_their_own_folders() -> None:
-    stages = selfcorr_stages(DEMO, "conv")  # ancillary_half -> conv_pretrain -> conv
-    assert stage_folders(stages, {}) == {s.name: s.name for s in stages}
-    folders = stage_folders(stages, {"conv_pretrain": ["--trainer.max_steps", "5"]})
-    assert folders["ancillary_half"] == "ancillary_half"
-    assert folders["conv_pretrain"].startswith("conv_pretrain-")
-    assert folders["conv"].startswith("conv-")  # takes conv_pretrain's checkpoint
-    other = stage_folders(stages, {"conv_pretrain": ["--trainer.max_steps", "6"]})
-    assert other["conv_pretrain"] != folders["conv_pretrain"]
-    assert other["conv"] != folders["conv"]
-
-
 def _splits(tmp_path: Path) -> dict[str, Path]:
     splits = {"strong": tmp_path / "s.txt", "ancillary_half": tmp_path / "h.txt"}
     splits["strong"].write_text("a\nb\n")
@@ -55,23 +43,51 @@ def test_overrides_reach_one_stage_and_unknown_stages_fail(tmp_path: Path, capsy
     run_stages(stages, "demo", tmp_path, _splits(tmp_path), dry_run=True, overrides=overrides)
     lines = capsys.readouterr().out.splitlines()
     assert "alpha_start" not in lines[0] and lines[1].endswith("--model.init_args.alpha_start 20")
-    folder = stage_folders(stages, overrides)["linear"]
-    assert (tmp_path / folder / "config.yaml").exists() and folder != "linear"
     with pytest.raises(ValueError, match=r"not stages of this chain"):
         run_stages(stages, "demo", tmp_path, _splits(tmp_path), dry_run=True, overrides={"x": []})
 
 
-def test_a_finished_stage_with_other_settings_is_not_reused(tmp_path: Path) -> None:
-    stages = selfcorr_stages(DEMO, "linear")[:1]
+def finish(stage_dir: Path) -> None:
+    (stage_dir / FINAL).write_bytes(b"")
+    (stage_dir / METRICS).write_text('{"val/miou": 0.5}')
+
+
+def test_finished_stages_of_other_settings_are_never_reused(tmp_path: Path, capsys) -> None:
+    stages = selfcorr_stages(DEMO, "conv")  # ancillary_half -> conv_pretrain -> conv
     splits = _splits(tmp_path)
-    run_stages(stages, "demo", tmp_path, splits, dry_run=True)
-    (tmp_path / "ancillary" / FINAL).write_bytes(b"")
-    run_stages(stages, "demo", tmp_path, splits, dry_run=True)  # same plan: skipped
-    splits["strong"].write_text("a\nb\nc\n")
-    with pytest.raises(RuntimeError, match=r"other settings.*num_strong"):
-        run_stages(stages, "demo", tmp_path, splits, dry_run=True)
-    record = yaml.safe_load((tmp_path / "ancillary" / STAGE_RECORD).read_text())
-    assert record["config"]["data"]["init_args"]["num_strong"] == 2
+    results = run_stages(stages, "demo", tmp_path, splits, dry_run=True)
+    assert results == {}
+    for stage in stages:
+        finish(tmp_path / stage.name)
+    same = run_stages(stages, "demo", tmp_path, splits, dry_run=True)
+    assert [Path(r["stage_dir"]).name for r in same.values()] == [s.name for s in stages]
+    # A sweep point: conv_pretrain with another step budget. The stage before it is reused; it
+    # and conv (whose init checkpoint is conv_pretrain's) run in folders of their own.
+    capsys.readouterr()
+    overrides = {"conv_pretrain": ["--trainer.max_steps", "5"]}
+    run_stages(stages, "demo", tmp_path, splits, dry_run=True, overrides=overrides)
+    out = capsys.readouterr().out
+    assert "ancillary_half: done" in out
+    pretrain = next(tmp_path.glob("conv_pretrain-*"))
+    conv = next(tmp_path.glob("conv-*"))
+    record = json.loads((conv / STAGE_RECORD).read_text())
+    assert record["config"]["model"]["init_args"]["init_checkpoint"] == str(pretrain / FINAL)
+    assert json.loads((pretrain / STAGE_RECORD).read_text())["overrides"][1] == "5"
+    # The original folders are untouched, and the same sweep point later reuses its folders.
+    assert json.loads((tmp_path / "conv" / STAGE_RECORD).read_text())["overrides"] == []
+    finish(pretrain)
+    finish(conv)
+    again = run_stages(stages, "demo", tmp_path, splits, dry_run=True, overrides=overrides)
+    assert [r["stage_dir"] for r in again.values()] == [
+        str(tmp_path / "ancillary_half"),
+        str(pretrain),
+        str(conv),
+    ]
+    # A changed split (a changed config) is a new plan too.
+    splits["ancillary_half"].write_text("a\nb\n")
+    changed = run_stages(stages[:1], "demo", tmp_path, splits, dry_run=True)
+    assert changed == {}
+    assert len(list(tmp_path.glob("ancillary_half-*"))) == 1
 
 
 def test_command_line_stage_arguments(tmp_path: Path, capsys) -> None:

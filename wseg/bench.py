@@ -116,21 +116,19 @@ def train_row(row: Row, out: Path, extra: Sequence[str]) -> Path:
     """Train a row (resuming finished stages) and return its final stage's folder."""
     if row.config is not None:
         stage = Stage(row.name, EXPERIMENTS / row.config, split=None)
-        run_stages([stage], row.name, out, extra=extra)
-        return out / row.name
-    available = commands()
-    if row.pipeline not in available:
-        raise ValueError(f"row {row.name!r}: no pipeline command {row.pipeline!r}")
-    module = available[row.pipeline]
-    parser = argparse.ArgumentParser(prog=f"wseg.pipeline {row.pipeline}")
-    module.add_arguments(parser)
-    args = parser.parse_args([*row.pipeline_args, "--out", str(out)])
-    results = module.run(args, extra)
-    last = list(results)[-1]
-    matches = [path.parent for path in out.glob(f"**/{last}/{FINAL}")]
-    if len(matches) != 1:
-        raise RuntimeError(f"row {row.name!r}: expected one {last}/{FINAL} under {out}: {matches}")
-    return matches[0]
+        results = run_stages([stage], row.name, out, extra=extra)
+    else:
+        available = commands()
+        if row.pipeline not in available:
+            raise ValueError(f"row {row.name!r}: no pipeline command {row.pipeline!r}")
+        module = available[row.pipeline]
+        parser = argparse.ArgumentParser(prog=f"wseg.pipeline {row.pipeline}")
+        module.add_arguments(parser)
+        args = parser.parse_args([*row.pipeline_args, "--out", str(out)])
+        results = module.run(args, extra)
+    if not results:
+        raise RuntimeError(f"row {row.name!r}: its chain finished no stage")
+    return Path(list(results.values())[-1]["stage_dir"])
 
 
 def stage_minutes(out: Path) -> dict[str, float]:

@@ -6,8 +6,9 @@ Every module of this package that defines ``COMMAND`` is a subcommand: it provid
 ``add_arguments(parser)`` and ``run(args, extra)``; `wseg.pipeline.stages` holds the shared
 machinery (a stage whose ``final.ckpt`` exists is skipped, so a rerun resumes). Arguments after
 ``--`` go to every stage; ``--STAGE.KEY=VALUE`` arguments reach one stage only (``run`` finds them
-in ``args.stage_overrides`` and passes them to `run_stages`), which then runs, with the stages
-after it, in folders of their own: what a W&B sweep over a chain needs. A module's
+in ``args.stage_overrides`` and passes them to `run_stages`). A stage whose folder holds a finished
+run of other settings runs in a folder of its own, and so do the stages after it: what a W&B sweep
+over a chain needs. A module's
 ``stages(args)`` lists the fit stages a command line asks for (the sweep tests check overrides
 against them).
 """

@@ -461,9 +461,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         Stage("hfa", setting.full, split=None),
         Stage("wa", setting.weak, split=None, data_args=curation),
     ]
-    run_stages(baselines, args.setting, out, extra=extra, dry_run=args.dry_run)
+    done = run_stages(baselines, args.setting, out, extra=extra, dry_run=args.dry_run)
     if args.dry_run:
         return []
+    folder = {name: Path(result["stage_dir"]) for name, result in done.items()}
     weak_config = load_config(setting.weak)
     data = {**weak_config["data"].get("init_args", {}), **curation, **data_overrides(extra)}
     train, val = training_source(data, out, progress)
@@ -486,7 +487,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         row = ROWS[name]
         generator = PFAGenerator(
             local_store=str(local_store.path) if row.local else None,
-            global_checkpoint=str(out / "wa" / FINAL) if row.global_ else None,
+            global_checkpoint=str(folder["wa"] / FINAL) if row.global_ else None,
             regulariser=row.regulariser,
             potts_max_iter=args.potts_max_iter or setting.potts_max_iter,
         )
@@ -508,14 +509,18 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         )
         for name in rows
     ]
-    run_stages(fits, args.setting, out, extra=extra)
-    full = {"pfa": 1.0, **evaluate_fit(out / "hfa", train, val, progress)}
+    done = run_stages(fits, args.setting, out, extra=extra)
+    folder.update({name: Path(result["stage_dir"]) for name, result in done.items()})
+    full = {"pfa": 1.0, **evaluate_fit(folder["hfa"], train, val, progress)}
     weak = {
         "pfa": scribble_miou(train, options, progress),
-        **evaluate_fit(out / "wa", train, val, progress),
+        **evaluate_fit(folder["wa"], train, val, progress),
     }
     results = {
-        ROWS[name].label: {"pfa": quality[name], **evaluate_fit(out / name, train, val, progress)}
+        ROWS[name].label: {
+            "pfa": quality[name],
+            **evaluate_fit(folder[name], train, val, progress),
+        }
         for name in rows
     }
     table = gap_table(full, weak, results)

@@ -156,35 +156,6 @@ def parse_stage_overrides(args: Sequence[str]) -> dict[str, list[str]]:
     return overrides
 
 
-def stage_folders(
-    stages: Sequence[Stage], overrides: Mapping[str, Sequence[str]]
-) -> dict[str, str]:
-    """Folder name of each stage: its name, plus a hash where overrides reach it.
-
-    A stage with overrides, and every stage that takes its checkpoint (directly or not), run in
-    ``<name>-<hash8>`` so that varying an override (a sweep) never reuses, or overwrites, the
-    plain chain's finished stages.
-
-    Args:
-        stages: The chain, in order.
-        overrides: Per-stage arguments (`parse_stage_overrides`).
-
-    Returns:
-        Stage name -> folder name.
-
-    """
-    keys: dict[str, str] = {}
-    for stage in stages:
-        parts = [*(keys[source] for source in stage.inputs.values() if keys.get(source))]
-        if overrides.get(stage.name):
-            parts.append(json.dumps(list(overrides[stage.name])))
-        keys[stage.name] = "\n".join(parts)
-    return {
-        name: name if not key else f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-        for name, key in keys.items()
-    }
-
-
 def stage_config(
     stage: Stage,
     setting_name: str,
@@ -199,7 +170,7 @@ def stage_config(
         setting_name: Name used in the run's name.
         out: The chain's folder (the stage writes to ``out/<folder>``).
         splits: The chain's id lists by name, for stages with a ``split``.
-        folders: Stage name -> folder name (`stage_folders`; None: the stage names).
+        folders: Stage name -> folder, for stages that ran elsewhere than ``out/<name>``.
 
     Returns:
         The config, ready to write and pass to ``python -m wseg fit --config``.
@@ -258,19 +229,19 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _check_finished(stage_dir: Path, planned: dict[str, Any]) -> None:
-    """Refuse to reuse a finished stage that ran with other settings than the ones planned now."""
+def _finished_with_other_plan(stage_dir: Path, planned: dict[str, Any]) -> bool:
+    """Whether ``stage_dir`` holds a finished run whose recorded settings differ from ``planned``.
+
+    Runs from before the record existed count as the same plan.
+    """
     record = stage_dir / STAGE_RECORD
-    if not record.exists():
-        return
-    before, now = _flatten(json.loads(record.read_text())), _flatten(planned)
-    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
-    if changed:
-        raise RuntimeError(
-            f"{stage_dir} finished with other settings than this run asks for ({', '.join(changed)}"
-            "); its results would not match them. Use another --out, or delete the folder to "
-            "retrain that stage and the ones after it"
-        )
+    if not (stage_dir / FINAL).exists() or not record.exists():
+        return False
+    return _flatten(json.loads(record.read_text())) != _flatten(planned)
+
+
+def _plan_hash(planned: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(planned, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def stage_environment(last: bool) -> dict[str, str]:
@@ -294,12 +265,14 @@ def run_stages(
     extra: Sequence[str] = (),
     dry_run: bool = False,
     overrides: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Run every stage without a ``final.ckpt`` as ``python -m wseg fit``, in order.
 
-    A finished stage is skipped only if it ran with the settings planned now (its config and
-    overrides; the ``extra`` arguments are not compared); otherwise this fails rather than
-    silently reusing it.
+    A stage runs in ``out/<name>``. If that folder holds a finished run of other settings (its
+    config, checkpoint inputs included, or its overrides; the ``extra`` arguments are not
+    compared), the stage runs in ``out/<name>-<hash8>`` instead: a changed YAML or a sweep's
+    ``--STAGE.KEY`` value never reuses, nor overwrites, a finished run of other settings, and the
+    stages after it follow into folders of their own because their inputs changed.
 
     Args:
         stages: The chain.
@@ -308,17 +281,15 @@ def run_stages(
         splits: The id lists the stages train on, by name (None: the stages name none).
         extra: Arguments appended to every stage's command (e.g. ``--trainer.devices 4``).
         dry_run: Print the commands instead of running them.
-        overrides: Arguments for single stages, by stage name (`parse_stage_overrides`); such a
-            stage and the ones after it run in their own folders (`stage_folders`).
+        overrides: Arguments for single stages, by stage name (`parse_stage_overrides`).
 
     Returns:
-        The final metrics of each finished stage (``metrics.json``: the last logged metrics,
-        ``global_step``, and ``wall_s``, the stage's wall time in seconds).
+        For each finished stage, ``metrics.json`` (the last logged metrics, ``global_step`` and
+        ``wall_s``, the stage's wall time in seconds) and ``stage_dir``, the folder it ran in.
 
     Raises:
         ValueError: If ``overrides`` names a stage that is not in the chain.
-        RuntimeError: If a stage fails or ends without its final checkpoint, or a finished stage
-            ran with other settings.
+        RuntimeError: If a stage fails or ends without its final checkpoint.
 
     """
     overrides = dict(overrides or {})
@@ -326,16 +297,26 @@ def run_stages(
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ValueError(f"overrides for {unknown}, which are not stages of this chain: {names}")
-    folders = stage_folders(stages, overrides)
-    results: dict[str, dict[str, float]] = {}
+    folders: dict[str, str] = {}
+    results: dict[str, dict[str, Any]] = {}
     for stage in stages:
-        stage_dir = out / folders[stage.name]
-        final = stage_dir / FINAL
-        config = stage_config(stage, setting_name, out, splits, folders)
         own = list(overrides.get(stage.name, ()))
-        planned = {"config": config, "overrides": own}
+        folder = stage.name
+        planned = {
+            "config": stage_config(stage, setting_name, out, splits, folders),
+            "overrides": own,
+        }
+        if _finished_with_other_plan(out / folder, planned):
+            folder = f"{stage.name}-{_plan_hash(planned)}"
+            print(f"[pipeline] {stage.name}: {out / stage.name} ran other settings; using {folder}")
+            folders[stage.name] = folder
+            config = stage_config(stage, setting_name, out, splits, folders)
+            planned = {"config": config, "overrides": own}
+        folders[stage.name] = folder
+        stage_dir = out / folder
+        final = stage_dir / FINAL
+        config = planned["config"]
         if final.exists():
-            _check_finished(stage_dir, planned)
             print(f"[pipeline] {stage.name}: done ({final}), skipped", flush=True)
         else:
             stage_dir.mkdir(parents=True, exist_ok=True)
@@ -358,11 +339,11 @@ def run_stages(
             _record_wall_time(stage_dir / METRICS, time.perf_counter() - start)
         metrics = stage_dir / METRICS
         if metrics.exists():
-            results[stage.name] = json.loads(metrics.read_text())
+            results[stage.name] = {**json.loads(metrics.read_text()), "stage_dir": str(stage_dir)}
     return results
 
 
-def report(results: dict[str, dict[str, float]], metric: str = "val/miou") -> None:
+def report(results: dict[str, dict[str, Any]], metric: str = "val/miou") -> None:
     """Print one line per stage with its final ``metric``."""
     for name, metrics in results.items():
         value = metrics.get(metric)
