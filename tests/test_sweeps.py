@@ -55,10 +55,17 @@ def candidates(spec: dict) -> list[Any]:
 def expand(command: list[str], values: dict[str, Any]) -> list[str]:
     """The agent's expansion; returns the arguments after the module name."""
     args = [f"--{name}={value}" for name, value in values.items()]
+    flags = [
+        f"--{name}" if value is True else f"--{name}={value}"
+        for name, value in values.items()
+        if value is not False
+    ]
     expanded = []
     for item in command:
         if item == "${args}":
             expanded += args
+        elif item == "${args_no_boolean_flags}":
+            expanded += flags
         elif item not in ("${env}", "${interpreter}"):
             expanded.append(item)
     assert expanded[0] == "-m", f"command must run a module: {command}"
@@ -113,7 +120,7 @@ def test_sweep_is_valid_and_sets_real_keys(path: Path) -> None:
         assert {"value", "values", "min"} & set(spec), spec
         if sweep["method"] == "grid":
             assert "values" in spec or "value" in spec, "grid sweeps need listed values"
-    assert "${args}" in sweep["command"]
+    assert {"${args}", "${args_no_boolean_flags}"} & set(sweep["command"])
     for pick in (0, -1):
         values = {name: candidates(spec)[pick] for name, spec in parameters.items()}
         args = expand(sweep["command"], values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -433,9 +434,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--potts-max-iter", type=int, help="primal-dual iterations of Potts (default: setting's)"
     )
+    parser.add_argument(
+        "--potts-lambda",
+        type=float,
+        help="Potts weight of every Potts row (default: the paper's 10 with a local PAM, 50 alone)",
+    )
     parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
+
+
+def _rows(args: argparse.Namespace) -> tuple[str, ...]:
+    rows = SETTINGS[args.setting].rows
+    rows = rows if args.rows is None else tuple(r for r in args.rows.split(",") if r)
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; expected any of {list(ROWS)}")
+    return rows
+
+
+def stages(args: argparse.Namespace) -> list[Stage]:
+    """The fits of the study: HFA, WA, then one per PFA row (its store is set when made)."""
+    setting = SETTINGS[args.setting]
+    curation = {"curated_scribbles": setting.curated}
+    return [
+        Stage("hfa", setting.full, split=None),
+        Stage("wa", setting.weak, split=None, data_args=curation),
+        *(Stage(name, setting.pfa, split=None, data_args=curation) for name in _rows(args)),
+    ]
 
 
 def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
@@ -450,18 +476,22 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
 
     """
     setting = SETTINGS[args.setting]
-    rows = setting.rows if args.rows is None else tuple(r for r in args.rows.split(",") if r)
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise ValueError(f"unknown rows {unknown}; expected any of {list(ROWS)}")
+    rows = _rows(args)
     out = args.out / args.setting
     progress = not args.no_progress
     curation = {"curated_scribbles": setting.curated}
-    baselines = [
-        Stage("hfa", setting.full, split=None),
-        Stage("wa", setting.weak, split=None, data_args=curation),
-    ]
-    done = run_stages(baselines, args.setting, out, extra=extra, dry_run=args.dry_run)
+    overrides = getattr(args, "stage_overrides", None) or {}
+    planned = stages(args)
+    baselines = planned[:2]
+    done = run_stages(
+        baselines,
+        args.setting,
+        out,
+        extra=extra,
+        dry_run=args.dry_run,
+        overrides={k: v for k, v in overrides.items() if k in ("hfa", "wa")},
+        sweep_stage=False,
+    )
     if args.dry_run:
         return []
     folder = {name: Path(result["stage_dir"]) for name, result in done.items()}
@@ -490,6 +520,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
             global_checkpoint=str(folder["wa"] / FINAL) if row.global_ else None,
             regulariser=row.regulariser,
             potts_max_iter=args.potts_max_iter or setting.potts_max_iter,
+            potts_lambda=args.potts_lambda,
         )
         store = generate(train, generator, pseudo, identity, args.workers, progress).store
         if store.manifest.get("quality") is None:
@@ -501,15 +532,13 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
             flush=True,
         )
     fits = [
-        Stage(
-            name,
-            setting.pfa,
-            split=None,
-            data_args={**curation, "pseudo_labels": str(stores[name])},
+        dataclasses.replace(
+            stage, data_args={**stage.data_args, "pseudo_labels": str(stores[stage.name])}
         )
-        for name in rows
+        for stage in planned[2:]
     ]
-    done = run_stages(fits, args.setting, out, extra=extra)
+    fit_overrides = {k: v for k, v in overrides.items() if k not in ("hfa", "wa")}
+    done = run_stages(fits, args.setting, out, extra=extra, overrides=fit_overrides)
     folder.update({name: Path(result["stage_dir"]) for name, result in done.items()})
     full = {"pfa": 1.0, **evaluate_fit(folder["hfa"], train, val, progress)}
     weak = {

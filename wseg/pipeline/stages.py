@@ -265,6 +265,7 @@ def run_stages(
     extra: Sequence[str] = (),
     dry_run: bool = False,
     overrides: Mapping[str, Sequence[str]] | None = None,
+    sweep_stage: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Run every stage without a ``final.ckpt`` as ``python -m wseg fit``, in order.
 
@@ -282,6 +283,8 @@ def run_stages(
         extra: Arguments appended to every stage's command (e.g. ``--trainer.devices 4``).
         dry_run: Print the commands instead of running them.
         overrides: Arguments for single stages, by stage name (`parse_stage_overrides`).
+        sweep_stage: Under a W&B sweep agent, the last stage joins the sweep's run (False: no
+            stage does; for every call but the last of a chain that calls this several times).
 
     Returns:
         For each finished stage, ``metrics.json`` (the last logged metrics, ``global_step`` and
@@ -328,7 +331,7 @@ def run_stages(
             if dry_run:
                 continue
             start = time.perf_counter()
-            env = stage_environment(last=stage is stages[-1])
+            env = stage_environment(last=sweep_stage and stage is stages[-1])
             code = subprocess.run(command, check=False, env=env).returncode
             if code != 0 or not final.exists():
                 raise RuntimeError(
