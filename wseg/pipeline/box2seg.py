@@ -125,6 +125,11 @@ def box2seg_stages(setting: Setting, store: Path) -> list[Stage]:
     ]
 
 
+def stages(args: argparse.Namespace) -> list[Stage]:
+    """The fit stages of ``args.setting`` (the store is set when made)."""
+    return box2seg_stages(SETTINGS[args.setting], Path("<grabcut store>"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``box2seg`` command's arguments."""
     parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
@@ -163,8 +168,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
         print(f"[pipeline] grabcut: would make or finish a store under {store.parent}", flush=True)
     else:
         store = grabcut_store(setting.pretrain, extra, out / "pseudo", args.workers)
+    overrides = getattr(args, "stage_overrides", None)
+    stages = box2seg_stages(setting, store)
     results = run_stages(
-        box2seg_stages(setting, store), args.setting, out, extra=extra, dry_run=args.dry_run
+        stages, args.setting, out, extra=extra, dry_run=args.dry_run, overrides=overrides
     )
     report(results)
     return results
