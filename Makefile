@@ -46,6 +46,9 @@ selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|voc_f1464
 bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 minutes on 2 CPU cores)
 	$(PY) -m benchmarks
 
+box2seg: $(STAMP) ## Box2Seg chain, restartable: GrabCut store -> pretrain -> main (SETTING=demo|voc)
+	$(PY) -m wseg.pipeline box2seg --setting $(SETTING)
+
 scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc_original)
 	$(PY) -m wseg.pipeline scribbles --setting $(SETTING)
 
@@ -58,4 +61,4 @@ bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format selfcorr scribbles compare bench bench-methods clean
+.PHONY: help install demo test test-slow lint format selfcorr box2seg scribbles compare bench bench-methods clean
