@@ -109,3 +109,24 @@ def test_only_the_last_stage_joins_a_wandb_sweep_run(monkeypatch) -> None:
     assert "WANDB_SWEEP_ID" not in earlier and "WANDB_RUN_ID" not in earlier
     assert earlier["WANDB_MODE"] == "offline"
     assert last["WANDB_SWEEP_ID"] == "abc" and last["WANDB_RUN_ID"] == "r1"
+
+
+def test_a_command_without_stages_refuses_stage_arguments(monkeypatch, capsys) -> None:
+    import types
+
+    import wseg.pipeline as pipeline
+
+    ran = []
+    plain = types.SimpleNamespace(
+        COMMAND="plain",
+        HELP="a chain without a stages() listing",
+        add_arguments=lambda parser: None,
+        run=lambda args, extra: ran.append(args),
+    )
+    monkeypatch.setattr(pipeline, "commands", lambda: {"plain": plain})
+    main(["plain"])
+    assert len(ran) == 1
+    with pytest.raises(SystemExit):
+        main(["plain", "--fit.model.init_args.lr=1"])
+    assert "plain takes no --STAGE.KEY arguments" in capsys.readouterr().err
+    assert len(ran) == 1

@@ -62,4 +62,6 @@ def main(argv: Sequence[str] | None = None) -> Any:
         args.stage_overrides = parse_stage_overrides(unknown)
     except ValueError as error:
         parser.error(str(error))
+    if args.stage_overrides and not hasattr(available[args.command], "stages"):
+        parser.error(f"{args.command} takes no --STAGE.KEY arguments; got {' '.join(unknown)}")
     return available[args.command].run(args, extra)

@@ -131,6 +131,11 @@ def make_store(
     return summary.store.path
 
 
+def stages(args: argparse.Namespace) -> list[Stage]:
+    """The one fit stage of ``args.setting`` (its store is set when made)."""
+    return [Stage("fit", SETTINGS[args.setting], split=None)]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bbox-seg`` command's arguments."""
     parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
@@ -176,6 +181,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
     else:
         store = make_store(config, extra, generator, out / "stores", args.workers)
     stage = Stage("fit", config, split=None, data_args={"pseudo_labels": str(store)})
-    results = run_stages([stage], args.setting, out, None, extra, args.dry_run)
+    overrides = getattr(args, "stage_overrides", None)
+    results = run_stages([stage], args.setting, out, None, extra, args.dry_run, overrides)
     report(results)
     return results
