@@ -3,11 +3,13 @@
     python -m wseg.bench [--data synthetic|tiny_coco] [--rows full bbox_rect ...] [-- <fit args>]
 
 Each row trains through the real command line (a single ``python -m wseg fit`` stage, or the
-family's `wseg.pipeline` chain), then its final network is validated three ways: plain, with flip
-and multi-scale averaging, and with both plus the dense CRF. Where a method trains on pseudo labels
-their mIoU against the true training masks is measured too. Rows resume: a finished row's
+family's `wseg.pipeline` chain), then its final network is validated three ways: plain, with
+flip and multi-scale averaging, and with both plus the dense CRF. Where a method trains on pseudo
+labels their mIoU against the true training masks is measured too. Rows resume: a finished row's
 ``result.json`` is read back, and unfinished chains skip their finished stages. The table goes to
 ``<out>/results.md`` and ``.csv``, a bar chart to ``results.png``, and all three to a W&B run.
+The rows are the box-supervised families; scribbles have their own study (``python -m
+wseg.pipeline scribbles``), whose baseline is different.
 """
 
 from __future__ import annotations
@@ -65,10 +67,31 @@ ROWS: dict[str, Row] = {
         Row("full", "Full masks (Supervised)", config="demo/supervised.yaml"),
         Row("bbox_rect", "Bbox-Rect (weak baseline)", config="demo/bbox_rect.yaml", labels="rect"),
         Row(
+            "bbox_seg",
+            "Bbox-Seg (Papandreou 2015)",
+            pipeline="bbox-seg",
+            pipeline_args=("--setting", "demo"),
+            labels="store",
+        ),
+        Row(
             "selfcorr_conv",
             "Self-correction, conv (Ibrahim 2020)",
             pipeline="selfcorr",
             pipeline_args=("--setting", "demo", "--mode", "conv"),
+        ),
+        Row(
+            "box2seg",
+            "Box2Seg (Kulharia 2020)",
+            pipeline="box2seg",
+            pipeline_args=("--setting", "demo"),
+            labels="store",
+        ),
+        Row(
+            "box2tag",
+            "Box2Tag, overlap-void (Ji & Veksler 2021)",
+            pipeline="box2tag",
+            pipeline_args=("--setting", "demo", "--rule", "overlap-void"),
+            labels="store",
         ),
     )
 }
