@@ -30,6 +30,7 @@ from wseg.pipeline.stages import (
 COMMAND = "box2tag"
 HELP = "Box2Tag (Ji & Veksler 2021): single-class networks -> pseudo-GT store -> final network"
 RULE_CHOICES = ("overlap-small", "overlap-void", "overlap-back-void", "all")
+CLASSES = "classes"  # the stage-argument group of every class network
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,18 @@ def make_pseudo_gt(
     return {rule: store.path for rule, store in stores.items()}
 
 
+def stages(args: argparse.Namespace) -> list[Stage]:
+    """The fits a command line asks for: ``classes`` stands for every class network's fit.
+
+    ``--classes.KEY=VALUE`` reaches every class network (a loss-term sweep), ``--<final
+    stage>.KEY=VALUE`` one final fit; the class list itself needs the data, so it is not listed.
+    """
+    setting = SETTINGS[args.setting]
+    rules = RULE_CHOICES[:3] if args.rule == "all" else (args.rule,)
+    finals = [stage for rule in rules for stage in final_stages(setting, rule, Path("<store>"))]
+    return [Stage(CLASSES, setting.single_class, split=None), *finals]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``box2tag`` command's arguments."""
     parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
@@ -280,18 +293,29 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
         if unknown:
             raise ValueError(f"--classes {unknown}: not classes with boxes ({trainable})")
     chosen = args.classes or trainable
+    overrides = dict(getattr(args, "stage_overrides", None) or {})
+    per_class = overrides.pop(CLASSES, [])
+    classes = class_stages(setting, chosen)
     results = run_stages(
-        class_stages(setting, chosen), args.setting, out, extra=extra, dry_run=args.dry_run
+        classes,
+        args.setting,
+        out,
+        extra=extra,
+        dry_run=args.dry_run,
+        overrides={stage.name: per_class for stage in classes} if per_class else None,
+        sweep_stage=False,
     )
     if args.classes or args.stop_after == "classes" or args.dry_run:
         report(results, "val/fbeta")
         return results
-    checkpoints = {name: out / class_folder(name) / FINAL for name in trainable}
+    checkpoints = {
+        name: Path(results[class_folder(name)]["stage_dir"]) / FINAL for name in trainable
+    }
     rules = RULE_CHOICES[:3] if args.rule == "all" else (args.rule,)
     stores = make_pseudo_gt(setting, checkpoints, rules, extra, out, args.device)
     if args.stop_after == "pseudo":
         return results
     stages = [stage for rule in rules for stage in final_stages(setting, rule, stores[rule])]
-    results.update(run_stages(stages, args.setting, out, extra=extra))
+    results.update(run_stages(stages, args.setting, out, extra=extra, overrides=overrides))
     report(results)
     return results

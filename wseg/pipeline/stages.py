@@ -287,8 +287,9 @@ def run_stages(
             stage does; for every call but the last of a chain that calls this several times).
 
     Returns:
-        For each finished stage, ``metrics.json`` (the last logged metrics, ``global_step`` and
-        ``wall_s``, the stage's wall time in seconds) and ``stage_dir``, the folder it ran in.
+        For each finished stage (one with its ``final.ckpt``), ``metrics.json`` (the last logged
+        metrics, ``global_step`` and ``wall_s``, the stage's wall time in seconds) where it was
+        written, and ``stage_dir``, the folder it ran in.
 
     Raises:
         ValueError: If ``overrides`` names a stage that is not in the chain.
@@ -340,9 +341,10 @@ def run_stages(
                     "rerun the same command to retry from this stage"
                 )
             _record_wall_time(stage_dir / METRICS, time.perf_counter() - start)
-        metrics = stage_dir / METRICS
-        if metrics.exists():
-            results[stage.name] = {**json.loads(metrics.read_text()), "stage_dir": str(stage_dir)}
+        if final.exists():
+            metrics = stage_dir / METRICS
+            recorded = json.loads(metrics.read_text()) if metrics.exists() else {}
+            results[stage.name] = {**recorded, "stage_dir": str(stage_dir)}
     return results
 
 
