@@ -8,6 +8,7 @@ PYTEST_ARGS ?=
 SETTING ?= demo
 MODE ?= conv
 DATA ?= synthetic
+RULE ?= overlap-void
 
 .DEFAULT_GOAL := help
 
@@ -49,6 +50,9 @@ bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 
 box2seg: $(STAMP) ## Box2Seg chain, restartable: GrabCut store -> pretrain -> main (SETTING=demo|voc)
 	$(PY) -m wseg.pipeline box2seg --setting $(SETTING)
 
+box2tag: $(STAMP) ## Box2Tag chain, restartable: class networks -> pseudo GT -> final (SETTING=demo|voc, RULE=overlap-void|...|all)
+	$(PY) -m wseg.pipeline box2tag --setting $(SETTING) --rule $(RULE)
+
 scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc_original)
 	$(PY) -m wseg.pipeline scribbles --setting $(SETTING)
 
@@ -61,4 +65,4 @@ bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format selfcorr box2seg scribbles compare bench bench-methods clean
+.PHONY: help install demo test test-slow lint format selfcorr box2seg box2tag scribbles compare bench bench-methods clean
