@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_data import data_args, synthetic
 
 from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.weak import load_split, make_strong_split
@@ -21,14 +22,11 @@ from wseg.pipeline.stages import (
 
 DEMO = SETTINGS["demo"]
 TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
-TINY = {"synthetic_num_train": 8, "synthetic_num_val": 2, "synthetic_size": [64, 64]}
+TINY = synthetic(8)
 
 
 def tiny_data_args(root: Path) -> list[str]:
-    args = ["--data.init_args.root", str(root)]
-    for key, value in TINY.items():
-        args += [f"--data.init_args.{key}", str(value)]
-    return args
+    return data_args(root, TINY)
 
 
 def test_stage_chains() -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_data import data_args, synthetic
 
 from wseg.labels.generate import build_generator
 from wseg.labels.store import PseudoLabelStore
@@ -11,14 +12,11 @@ from wseg.pipeline import commands, main
 from wseg.pipeline.bbox_seg import SETTINGS, crf_options, make_store, store_plan
 from wseg.pipeline.stages import FINAL, load_config
 
-TINY = {"synthetic_num_train": 4, "synthetic_num_val": 2, "synthetic_size": [64, 64]}
+TINY = synthetic(4)
 
 
 def tiny_data_args(root: Path) -> list[str]:
-    args = ["--data.init_args.root", str(root)]
-    for key, value in TINY.items():
-        args += [f"--data.init_args.{key}", str(value)]
-    return args
+    return data_args(root, TINY)
 
 
 def test_settings_are_subcommand_configs_with_a_store_placeholder() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_data import data_args, synthetic
 
 from wseg.data.datasets import make_source
 from wseg.labels.generate import build_generator, generate
@@ -15,14 +16,11 @@ from wseg.pipeline.box2seg import SETTINGS, box2seg_stages, grabcut_store
 from wseg.pipeline.stages import FINAL, load_config, stage_config
 
 DEMO = SETTINGS["demo"]
-TINY = {"synthetic_num_train": 4, "synthetic_num_val": 2, "synthetic_size": [64, 64]}
+TINY = synthetic(4)
 
 
 def tiny_data_args(root: Path) -> list[str]:
-    args = ["--data.init_args.root", str(root)]
-    for key, value in TINY.items():
-        args += [f"--data.init_args.{key}", str(value)]
-    return args
+    return data_args(root, TINY)
 
 
 def tiny_fit_args(root: Path) -> list[str]:

@@ -10,6 +10,7 @@ import lightning
 import pytest
 import torch
 import yaml
+from tiny_data import data_args, synthetic
 
 from wseg.data.box_crops import scan_crops
 from wseg.data.datasets import SYNTHETIC_CLASSES, make_source
@@ -20,21 +21,11 @@ from wseg.pipeline.box2tag import SETTINGS, class_stages, final_stages
 from wseg.pipeline.stages import FINAL, stage_config
 
 DEMO = SETTINGS["demo"]
-TINY_DATA = {
-    "synthetic_num_train": 8,
-    "synthetic_num_val": 2,
-    "synthetic_size": [64, 64],
-    "crop_size": 32,
-    "batch_size": 2,
-    "num_workers": 0,
-}
+TINY_DATA = synthetic(8, crop_size=32, batch_size=2, num_workers=0)
 
 
 def tiny_args(root: Path) -> list[str]:
-    args = ["--data.init_args.root", str(root)]
-    for key, value in TINY_DATA.items():
-        args += [f"--data.init_args.{key}", json.dumps(value)]
-    return args
+    return data_args(root, TINY_DATA)
 
 
 def test_box2tag_is_a_subcommand() -> None:

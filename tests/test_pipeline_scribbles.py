@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_data import data_args, synthetic
 
 from tests.data.test_scribbles import ScribbleSource
 from wseg.data.weak import load_split
@@ -21,14 +22,11 @@ from wseg.pipeline.scribbles import (
     write_csv,
 )
 
-TINY = {"synthetic_num_train": 6, "synthetic_num_val": 2, "synthetic_size": [64, 64]}
+TINY = synthetic(6)
 
 
 def tiny_args(root: Path) -> list[str]:
-    args = ["--data.init_args.root", str(root)]
-    for key, value in TINY.items():
-        args += [f"--data.init_args.{key}", str(value)]
-    return args
+    return data_args(root, TINY)
 
 
 def test_command_settings_and_rows() -> None:
