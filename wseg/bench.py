@@ -155,9 +155,9 @@ def train_row(row: Row, out: Path, extra: Sequence[str]) -> Path:
 
 
 def stage_minutes(out: Path) -> dict[str, float]:
-    """Wall time of every stage under ``out`` that recorded one, in minutes."""
+    """Wall time of every stage under ``out`` that recorded one, in minutes, in the order run."""
     minutes = {}
-    for path in sorted(out.glob(f"**/{METRICS}")):
+    for path in sorted(out.glob(f"**/{METRICS}"), key=lambda path: path.stat().st_mtime):
         metrics = json.loads(path.read_text())
         if "wall_s" in metrics:
             minutes[path.parent.name] = metrics["wall_s"] / 60
