@@ -47,6 +47,9 @@ selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|voc_f1464
 bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 minutes on 2 CPU cores)
 	$(PY) -m benchmarks
 
+bbox-seg: $(STAMP) ## Bbox-Seg chain, restartable: CRF-from-boxes store -> fit (SETTING=demo|demo_semi|voc|voc_semi)
+	$(PY) -m wseg.pipeline bbox-seg --setting $(SETTING)
+
 box2seg: $(STAMP) ## Box2Seg chain, restartable: GrabCut store -> pretrain -> main (SETTING=demo|voc)
 	$(PY) -m wseg.pipeline box2seg --setting $(SETTING)
 
@@ -65,4 +68,4 @@ bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format selfcorr box2seg box2tag scribbles compare bench bench-methods clean
+.PHONY: help install demo test test-slow lint format selfcorr bbox-seg box2seg box2tag scribbles compare bench bench-methods clean
