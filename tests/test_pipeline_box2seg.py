@@ -135,4 +135,5 @@ def test_both_stages_train_under_two_process_ddp(tmp_path: Path, monkeypatch) ->
     results = main(["box2seg", "--setting", "demo", "--out", str(tmp_path / "runs"), "--", *extra])
     assert results["pretrain"]["global_step"] == 2 and results["main"]["global_step"] == 2
     metrics = json.loads((tmp_path / "runs" / "demo" / "main" / "metrics.json").read_text())
-    assert metrics == results["main"] and os.path.getsize(tmp_path / "runs/demo/main" / FINAL)
+    assert {**metrics, "stage_dir": str(tmp_path / "runs" / "demo" / "main")} == results["main"]
+    assert os.path.getsize(tmp_path / "runs/demo/main" / FINAL)
