@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -296,10 +297,11 @@ def write_outputs(results: list[RowResult], out: Path, header: str) -> dict[str,
 
 
 def log_to_wandb(results: list[RowResult], paths: dict[str, Path], out: Path, name: str) -> Path:
-    """One W&B run holding the table, the chart and the Markdown (offline unless logged in)."""
+    """One W&B run holding the table, the chart and the Markdown (offline unless ``WANDB_MODE``)."""
     import wandb
 
-    run = wandb.init(project="wseg-bench", name=name, dir=str(out), job_type="bench")
+    mode = os.environ.get("WANDB_MODE", "offline")  # as the experiment YAMLs: offline by default
+    run = wandb.init(project="wseg-bench", name=name, dir=str(out), job_type="bench", mode=mode)
     columns = ["row", "label_miou", "miou", "miou_tta", "miou_tta_crf", "gap_reduction"]
     table = wandb.Table(columns=columns)
     for r in results:
