@@ -49,9 +49,7 @@ def test_dataset_arguments() -> None:
     assert all((row.config is None) != (row.pipeline is None) for row in ROWS.values())
 
 
-def test_two_rows_end_to_end_then_read_back(tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.delenv("WANDB_MODE", raising=False)  # no W&B login here: the run must be offline
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+def test_two_rows_end_to_end_then_read_back(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench"
     extra = ["--data.init_args.root", str(tmp_path / "syn"), *TINY]
     results = main(["--rows", "full", "bbox_rect", "--out", str(out), "--", *extra])
