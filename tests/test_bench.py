@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,18 @@ def test_two_rows_end_to_end_then_read_back(tmp_path: Path, capsys) -> None:
     assert "read back" in capsys.readouterr().out
     assert again[0].miou == full.miou
     assert (out / "full" / "full" / "final.ckpt").stat().st_mtime_ns == stamp
+
+
+def test_report_run_is_offline_without_wandb_settings(tmp_path: Path) -> None:
+    # In a fresh process without WANDB_MODE or a login (wandb caches its settings per process).
+    code = (
+        "import sys; from pathlib import Path; from wseg.bench import RowResult, log_to_wandb, "
+        "write_outputs; out = Path(sys.argv[1]); rows = [RowResult('full', 'Full', None, 1, 2, 3)];"
+        " print(log_to_wandb(rows, write_outputs(rows, out, 'h'), out, 'bench_test'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(tmp_path.glob("wandb/offline-run-*/files/results.md"))
