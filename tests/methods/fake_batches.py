@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
 
 NUM_CLASSES = 4
 ENCODER = "tu-mobilenetv3_small_050"
@@ -71,3 +73,16 @@ def batch_loader(count: int = 2, **kwargs: Any) -> torch.utils.data.DataLoader:
     """``count`` hand-made batches, unshuffled."""
     batches = [make_batch(seed=seed, **kwargs) for seed in range(count)]
     return torch.utils.data.DataLoader(BatchList(batches), batch_size=None)
+
+
+def quiet_trainer(root: Path, **kwargs: Any) -> Trainer:
+    """A CPU `Trainer` without logger, checkpoints, progress bar or summary, under ``root``."""
+    return Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kwargs,
+    )

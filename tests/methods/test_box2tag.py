@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_batches import NUM_CLASSES, TINY, make_batch
-from lightning.pytorch import Trainer
+from fake_batches import NUM_CLASSES, TINY, make_batch, quiet_trainer
 
 from wseg.data.box_crops import BoxCropDataModule
 from wseg.data.synthetic import generate_synthetic
@@ -117,15 +116,7 @@ def test_fit_logs_box_fbeta_and_round_trips(tmp_path) -> None:
         progress=False,
     )
     model = Box2TagSingleClass(**SINGLE)
-    trainer = Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=2)
     trainer.fit(model, datamodule)
     assert 0.0 <= float(trainer.callback_metrics["val/miou"]) <= 1.0
     assert 0.0 <= float(trainer.callback_metrics["val/fbeta"]) <= 1.0

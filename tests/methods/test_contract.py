@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
-from lightning.pytorch import Trainer
+from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch, quiet_trainer
 
 from wseg.methods import METHODS, WeakSegMethod
 
@@ -38,15 +37,7 @@ def test_predict_step(model: WeakSegMethod) -> None:
 
 
 def test_fit_validate_and_checkpoint_round_trip(model: WeakSegMethod, tmp_path) -> None:
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
     trainer.fit(model, batch_loader(2), batch_loader(1))
     assert 0.0 <= float(trainer.callback_metrics["val/miou"]) <= 1.0
     path = tmp_path / "model.ckpt"

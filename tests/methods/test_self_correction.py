@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
+from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch, quiet_trainer
 from lightning.pytorch import Trainer
 
 from wseg.losses.self_correction import linear_self_correction, soft_cross_entropy
@@ -13,15 +13,7 @@ from wseg.methods import Ancillary, SelfCorrection
 
 
 def fit(model, tmp_path: Path, steps: int = 1) -> Trainer:
-    trainer = Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=steps)
     trainer.fit(model, batch_loader(2), batch_loader(1))
     return trainer
 
