@@ -240,6 +240,19 @@ def _finished_with_other_plan(stage_dir: Path, planned: dict[str, Any]) -> bool:
     return _flatten(json.loads(record.read_text())) != _flatten(planned)
 
 
+def _plan(
+    stage: Stage,
+    setting_name: str,
+    out: Path,
+    splits: dict[str, Path] | None,
+    folders: dict[str, str],
+    overrides: list[str],
+) -> dict[str, Any]:
+    """What a stage would run with: its config (in ``folders[stage.name]``) and its overrides."""
+    config = stage_config(stage, setting_name, out, splits, folders)
+    return {"config": config, "overrides": overrides}
+
+
 def _plan_hash(planned: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(planned, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -305,18 +318,14 @@ def run_stages(
     results: dict[str, dict[str, Any]] = {}
     for stage in stages:
         own = list(overrides.get(stage.name, ()))
-        folder = stage.name
-        planned = {
-            "config": stage_config(stage, setting_name, out, splits, folders),
-            "overrides": own,
-        }
-        if _finished_with_other_plan(out / folder, planned):
-            folder = f"{stage.name}-{_plan_hash(planned)}"
-            print(f"[pipeline] {stage.name}: {out / stage.name} ran other settings; using {folder}")
-            folders[stage.name] = folder
-            config = stage_config(stage, setting_name, out, splits, folders)
-            planned = {"config": config, "overrides": own}
-        folders[stage.name] = folder
+        folders[stage.name] = stage.name
+        planned = _plan(stage, setting_name, out, splits, folders, own)
+        if _finished_with_other_plan(out / stage.name, planned):
+            folders[stage.name] = f"{stage.name}-{_plan_hash(planned)}"
+            moved = folders[stage.name]
+            print(f"[pipeline] {stage.name}: {out / stage.name} ran other settings; using {moved}")
+            planned = _plan(stage, setting_name, out, splits, folders, own)
+        folder = folders[stage.name]
         stage_dir = out / folder
         final = stage_dir / FINAL
         config = planned["config"]
