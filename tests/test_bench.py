@@ -1,5 +1,6 @@
 """`python -m wseg.bench`: rows train through the CLI, validate three ways, cache, resume."""
 
+import argparse
 import csv
 import json
 import os
@@ -8,8 +9,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from wseg.bench import ROWS, RowResult, add_gap_reduction, data_args, format_table, main
+from wseg.bench import (
+    DATASETS,
+    ROWS,
+    Row,
+    RowResult,
+    add_gap_reduction,
+    data_args,
+    format_table,
+    main,
+    train_row,
+)
+from wseg.pipeline import commands
+from wseg.pipeline.stages import EXPERIMENTS
 
 TINY = [
     "--data.init_args.synthetic_num_train", "6",
@@ -41,15 +55,32 @@ def test_gap_reduction_is_relative_to_the_weak_baseline_and_full_masks() -> None
     assert alone[0].gap_reduction is None
 
 
-def test_dataset_arguments() -> None:
-    assert data_args("synthetic", None) == []
-    coco = data_args("tiny_coco", "/data/coco")
-    assert coco[coco.index("--data.init_args.dataset") + 1] == "coco"
-    assert coco[coco.index("--data.init_args.root") + 1] == "/data/coco"
-    assert coco[coco.index("--data.init_args.scale_range") + 1] == "[0.5, 1.5]"
-    with pytest.raises(ValueError, match="unknown dataset 'kitti'"):
-        data_args("kitti", None)
-    assert all((row.config is None) != (row.pipeline is None) for row in ROWS.values())
+def test_every_row_has_a_runnable_setup_for_every_dataset() -> None:
+    assert data_args(None) == [] and data_args("/data/coco") == [
+        "--data.init_args.root",
+        "/data/coco",
+    ]
+    pipelines = commands()
+    for row in ROWS.values():
+        assert set(row.setups) == set(DATASETS), row.name
+        for setup in row.setups.values():
+            if row.pipeline is None:
+                assert (EXPERIMENTS / setup).is_file(), setup
+            else:  # the pipeline's own parser accepts the setting (and the row's arguments)
+                parser = argparse.ArgumentParser()
+                pipelines[row.pipeline].add_arguments(parser)
+                args = parser.parse_args(["--setting", setup, *row.pipeline_args])
+                assert args.setting == setup
+    tiny_coco = [ROWS[name].setups["tiny_coco"] for name in ("full", "bbox_rect")]
+    for config in tiny_coco:
+        data = yaml.safe_load((EXPERIMENTS / config).read_text())["data"]
+        assert data == "_shared/data_tiny_coco.yaml"
+
+
+def test_a_row_without_a_setup_for_the_data_is_an_error(tmp_path: Path) -> None:
+    row = Row("only_synthetic", "Only synthetic", {"synthetic": "demo/supervised.yaml"})
+    with pytest.raises(ValueError, match="no setup for 'tiny_coco'"):
+        train_row(row, "tiny_coco", tmp_path, [])
 
 
 def test_two_rows_end_to_end_then_read_back(tmp_path: Path, capsys) -> None:

@@ -129,6 +129,7 @@ def test_experiment_fits_a_few_batches(config: Path, tiny_roots, tiny_stores, tm
         "--trainer.precision", "32",
         "--trainer.max_steps", "2",
         "--trainer.val_check_interval", "2",
+        "--trainer.check_val_every_n_epoch", "null",
         "--trainer.limit_val_batches", "1",
         "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path),

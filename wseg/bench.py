@@ -6,7 +6,10 @@ Each row trains through the real command line (a single ``python -m wseg fit`` s
 family's `wseg.pipeline` chain), then its final network is validated three ways: plain, with
 flip and multi-scale averaging, and with both plus the dense CRF. Where a method trains on pseudo
 labels their mIoU against the true training masks is measured too. Rows resume: a finished row's
-``result.json`` is read back, and unfinished chains skip their finished stages. The table goes to
+``result.json`` is read back, and unfinished chains skip their finished stages. ``--data`` picks
+each row's setup: the CPU demo experiments on the built-in synthetic data, or the tiny_coco ones
+(real photographs, every fit 20 epochs of 8 at 192 px); ``--root`` points either at another copy of
+that dataset. The table goes to
 ``<out>/results.md`` and ``.csv``, a bar chart to ``results.png``, and all three to a W&B run.
 The rows are the box-supervised families; scribbles have their own study (``python -m
 wseg.pipeline scribbles``), whose baseline is different.
@@ -23,7 +26,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -46,9 +48,10 @@ class Row:
     Args:
         name: Row id (its folder under the output).
         title: What the table calls it.
-        config: Experiment YAML of a single-stage row (relative to ``experiments/``).
-        pipeline: `wseg.pipeline` command of a multi-stage row, with ``pipeline_args``.
-        pipeline_args: Arguments of that command (``--out`` is added).
+        setups: For each dataset, the experiment YAML of a single-stage row (relative to
+            ``experiments/``) or the ``--setting`` of a chain row's pipeline command.
+        pipeline: `wseg.pipeline` command of a multi-stage row (None: one ``fit`` stage).
+        pipeline_args: More arguments of that command (``--setting`` and ``--out`` are added).
         labels: ``rect`` to measure Bbox-Rect labels; ``store`` for the pseudo-label store the
             final stage trains on; None when the method makes no labels.
 
@@ -56,54 +59,67 @@ class Row:
 
     name: str
     title: str
-    config: str | None = None
+    setups: dict[str, str]
     pipeline: str | None = None
     pipeline_args: tuple[str, ...] = ()
     labels: str | None = None
 
 
+DATASETS = ("synthetic", "tiny_coco")
+"""Every row has a setup for each: the CPU demo experiments on the built-in synthetic data, and
+the tiny_coco experiments (50 + 50 real COCO photographs; every fit 192 px, 20 epochs of 8)."""
+
+
+def _setups(synthetic: str, tiny_coco: str) -> dict[str, str]:
+    return dict(zip(DATASETS, (synthetic, tiny_coco), strict=True))
+
+
 ROWS: dict[str, Row] = {
     row.name: row
     for row in (
-        Row("full", "Full masks (Supervised)", config="demo/supervised.yaml"),
-        Row("bbox_rect", "Bbox-Rect (weak baseline)", config="demo/bbox_rect.yaml", labels="rect"),
+        Row(
+            "full",
+            "Full masks (Supervised)",
+            _setups("demo/supervised.yaml", "supervised_tiny_coco.yaml"),
+        ),
+        Row(
+            "bbox_rect",
+            "Bbox-Rect (weak baseline)",
+            _setups("demo/bbox_rect.yaml", "bbox_rect_tiny_coco.yaml"),
+            labels="rect",
+        ),
         Row(
             "bbox_seg",
             "Bbox-Seg (Papandreou 2015)",
+            _setups("demo", "tiny_coco"),
             pipeline="bbox-seg",
-            pipeline_args=("--setting", "demo"),
             labels="store",
         ),
         Row(
             "selfcorr_conv",
             "Self-correction, conv (Ibrahim 2020)",
+            _setups("demo", "tiny_coco"),
             pipeline="selfcorr",
-            pipeline_args=("--setting", "demo", "--mode", "conv"),
+            pipeline_args=("--mode", "conv"),
         ),
         Row(
             "box2seg",
             "Box2Seg (Kulharia 2020)",
+            _setups("demo", "tiny_coco"),
             pipeline="box2seg",
-            pipeline_args=("--setting", "demo"),
             labels="store",
         ),
         Row(
             "box2tag",
             "Box2Tag, overlap-void (Ji & Veksler 2021)",
+            _setups("demo", "tiny_coco"),
             pipeline="box2tag",
-            pipeline_args=("--setting", "demo", "--rule", "overlap-void"),
+            pipeline_args=("--rule", "overlap-void"),
             labels="store",
         ),
     )
 }
 FULL, WEAK = "full", "bbox_rect"
-
-DATASETS: dict[str, dict[str, Any]] = {
-    "synthetic": {},
-    "tiny_coco": yaml.safe_load((EXPERIMENTS / "_shared" / "data_tiny_coco.yaml").read_text())[
-        "init_args"
-    ],
-}
 
 
 @dataclass
@@ -120,26 +136,18 @@ class RowResult:
     gap_reduction: float | None = None
 
 
-def data_args(dataset: str, root: str | None) -> list[str]:
-    """``--data.init_args.*`` arguments that point a demo experiment at ``dataset``."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
-    values = dict(DATASETS[dataset])
-    if root is not None:
-        values["root"] = root
-    args = []
-    for key, value in values.items():
-        args += [
-            f"--data.init_args.{key}",
-            json.dumps(value) if not isinstance(value, str) else value,
-        ]
-    return args
+def data_args(root: str | None) -> list[str]:
+    """The ``--data.init_args.root`` override for every stage (none without ``root``)."""
+    return [] if root is None else ["--data.init_args.root", root]
 
 
-def train_row(row: Row, out: Path, extra: Sequence[str]) -> Path:
-    """Train a row (resuming finished stages) and return its final stage's folder."""
-    if row.config is not None:
-        stage = Stage(row.name, EXPERIMENTS / row.config, split=None)
+def train_row(row: Row, data: str, out: Path, extra: Sequence[str]) -> Path:
+    """Train a row on ``data`` (resuming finished stages); return its final stage's folder."""
+    if data not in row.setups:
+        raise ValueError(f"row {row.name!r} has no setup for {data!r}; it has {sorted(row.setups)}")
+    setup = row.setups[data]
+    if row.pipeline is None:
+        stage = Stage(row.name, EXPERIMENTS / setup, split=None)
         results = run_stages([stage], row.name, out, extra=extra)
     else:
         available = commands()
@@ -148,8 +156,8 @@ def train_row(row: Row, out: Path, extra: Sequence[str]) -> Path:
         module = available[row.pipeline]
         parser = argparse.ArgumentParser(prog=f"wseg.pipeline {row.pipeline}")
         module.add_arguments(parser)
-        args = parser.parse_args([*row.pipeline_args, "--out", str(out)])
-        results = module.run(args, extra)
+        argv = ["--setting", setup, *row.pipeline_args, "--out", str(out)]
+        results = module.run(parser.parse_args(argv), extra)
     if not results:
         raise RuntimeError(f"row {row.name!r}: its chain finished no stage")
     return Path(list(results.values())[-1]["stage_dir"])
@@ -204,14 +212,14 @@ def validate(stage_dir: Path, extra: Sequence[str], tta_and_crf: bool) -> dict[s
     return {key: 100 * float(value) for key, value in cli.trainer.callback_metrics.items()}
 
 
-def run_row(row: Row, out: Path, extra: Sequence[str]) -> RowResult:
+def run_row(row: Row, data: str, out: Path, extra: Sequence[str]) -> RowResult:
     """Train, measure and cache one row (a cached row is read back)."""
     row_dir = out / row.name
     cached = row_dir / RESULT
     if cached.exists():
         print(f"[bench] {row.name}: done ({cached}), read back", flush=True)
         return RowResult(**json.loads(cached.read_text()))
-    stage_dir = train_row(row, row_dir, extra)
+    stage_dir = train_row(row, data, row_dir, extra)
     plain = validate(stage_dir, extra, tta_and_crf=False)
     refined = validate(stage_dir, extra, tta_and_crf=True)
     result = RowResult(
@@ -338,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> list[RowResult]:
     parser = argparse.ArgumentParser(
         prog="python -m wseg.bench", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--data", default="synthetic", choices=sorted(DATASETS))
+    parser.add_argument("--data", default="synthetic", choices=DATASETS)
     parser.add_argument("--root", help="dataset root (default: the data config's)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", type=Path, help="output folder (default: runs/bench/<data>)")
@@ -346,9 +354,9 @@ def main(argv: Sequence[str] | None = None) -> list[RowResult]:
     args = parser.parse_args(own)
     out = args.out or Path("runs/bench") / args.data
     out.mkdir(parents=True, exist_ok=True)
-    extra = [*data_args(args.data, args.root), *fit_args]
+    extra = [*data_args(args.root), *fit_args]
     start = time.perf_counter()
-    results = [run_row(ROWS[name], out, extra) for name in args.rows]
+    results = [run_row(ROWS[name], args.data, out, extra) for name in args.rows]
     add_gap_reduction(results)
     header = (
         f"Dataset {args.data}; rows {', '.join(args.rows)}; extra arguments: "

@@ -1,6 +1,6 @@
 """Bbox-Seg (Papandreou et al. 2015): the CRF-from-boxes store of the training split, then the fit.
 
-    python -m wseg.pipeline bbox-seg --setting demo|demo_semi|voc|voc_semi [-- <fit args>]
+    python -m wseg.pipeline bbox-seg --setting demo|demo_semi|tiny_coco|voc|voc_semi [-- <fit args>]
 
 The store goes to ``<out>/<setting>/stores/crf-<hash>`` (resumable, named by the hash of the
 generator options and the split) and the fit to ``<out>/<setting>/fit``; a rerun resumes both.
@@ -36,6 +36,7 @@ HELP = "Bbox-Seg (Papandreou et al. 2015): CRF-from-boxes store -> fit on it"
 SETTINGS: dict[str, Path] = {
     "demo": EXPERIMENTS / "demo" / "bbox_seg.yaml",
     "demo_semi": EXPERIMENTS / "demo" / "bbox_seg_semi.yaml",
+    "tiny_coco": EXPERIMENTS / "em" / "bbox_seg_tiny_coco.yaml",
     "voc": EXPERIMENTS / "em" / "bbox_seg_voc.yaml",
     "voc_semi": EXPERIMENTS / "em" / "bbox_seg_semi_voc.yaml",
 }

@@ -1,6 +1,6 @@
 """Box2Seg (Kulharia et al. 2020): GrabCut store -> embedding pretraining -> end-to-end training.
 
-    python -m wseg.pipeline box2seg --setting demo|voc [-- <args for every stage>]
+    python -m wseg.pipeline box2seg --setting demo|tiny_coco|voc [-- <args for every stage>]
 
 Everything lands in ``<out>/<setting>/``: the GrabCut store under ``pseudo/`` (hash-named,
 resumable) and one folder per stage; a rerun skips what is done.
@@ -44,6 +44,10 @@ class Setting:
 
 SETTINGS: dict[str, Setting] = {
     "demo": Setting(EXPERIMENTS / "demo/box2seg_pretrain.yaml", EXPERIMENTS / "demo/box2seg.yaml"),
+    "tiny_coco": Setting(
+        EXPERIMENTS / "box2seg/tiny_coco_pretrain.yaml",
+        EXPERIMENTS / "box2seg/tiny_coco_box2seg.yaml",
+    ),
     "voc": Setting(
         EXPERIMENTS / "box2seg/voc_pretrain.yaml", EXPERIMENTS / "box2seg/voc_box2seg.yaml"
     ),

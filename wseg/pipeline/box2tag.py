@@ -1,6 +1,6 @@
 """Box2Tag (Ji & Veksler 2021): per-class networks -> pseudo ground truth -> final network.
 
-    python -m wseg.pipeline box2tag --setting demo|voc [--rule overlap-void] [-- <fit args>]
+    python -m wseg.pipeline box2tag --setting demo|tiny_coco|voc [--rule RULE] [-- <fit args>]
 
 Everything lands in ``<out>/<setting>/``: ``boxes.json`` (kept boxes per class), one
 ``class_<name>/`` fit per class, the stores in ``pseudo/``, one folder per final fit.
@@ -57,6 +57,11 @@ SETTINGS: dict[str, Setting] = {
         EXPERIMENTS / "demo/box2tag_single_class.yaml",
         EXPERIMENTS / "demo/box2tag.yaml",
         EXPERIMENTS / "demo/box2tag_crf.yaml",
+    ),
+    "tiny_coco": Setting(
+        EXPERIMENTS / "box2tag/tiny_coco_single_class.yaml",
+        EXPERIMENTS / "box2tag/tiny_coco_final.yaml",
+        EXPERIMENTS / "box2tag/tiny_coco_final_crf.yaml",
     ),
     "voc": Setting(
         EXPERIMENTS / "box2tag/voc_single_class.yaml",
