@@ -1,7 +1,7 @@
 """Run the benchmarks in turn (``make bench``); ``python -m benchmarks NAME ...`` runs some.
 
-Each benchmark prints its own table of ratios measured in that one run. They take minutes on CPU
-(tiny_coco_fit about 20), so they are not part of the test suite. The per-family method tables
+Each benchmark prints its own table of ratios measured in that one run. They take minutes on CPU,
+so they are not part of the test suite. The per-family method tables
 (`METHOD_TABLES`, ``make bench-methods``) train several models each and run only when named.
 """
 
@@ -13,7 +13,6 @@ BENCHMARKS = (
     "crf_speed",
     "pseudo_label_quality",
     "box2seg_memory",
-    "tiny_coco_fit",
 )
 METHOD_TABLES = ("em_family", "self_correction", "box2seg", "box2tag", "scribbles")
 

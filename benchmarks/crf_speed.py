@@ -14,20 +14,24 @@ import argparse
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import torch
 
+from benchmarks import TINY_COCO
 from wseg.labels.crf import DenseCRFParams, dense_crf
 
 HEIGHT, WIDTH, LABELS = 375, 500, 21
-TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco" / "val2017"
+PHOTOS = TINY_COCO / "val2017"
 
 
 def make_inputs(num_images: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
     gen = torch.Generator().manual_seed(seed)
-    files = sorted(TINY_COCO.glob("*.jpg"))[:num_images] if TINY_COCO.is_dir() else []
+    files = (
+        sorted((TINY_COCO / "val2017").glob("*.jpg"))[:num_images]
+        if (TINY_COCO / "val2017").is_dir()
+        else []
+    )
     images = []
     for i in range(num_images):
         if i < len(files):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from benchmarks.tiny_coco_fit import TINY_COCO
+from benchmarks import TINY_COCO
 from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.generate import build_generator, generate
