@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_data import TINY_COCO
 
 from wseg.cli import main
 from wseg.data.datasets import make_source
@@ -21,7 +22,6 @@ from wseg.labels.generate import build_generator, generate
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-TINY_COCO = REPO.parent / "shared" / "data" / "tiny_coco"
 SYNTHETIC = {"num_train": 6, "num_val": 2, "size": (64, 64), "seed": 0}
 
 

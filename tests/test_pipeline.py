@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_data import data_args, synthetic
+from tiny_data import TINY_COCO, data_args, synthetic
 
 from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.weak import load_split, make_strong_split
@@ -21,7 +21,6 @@ from wseg.pipeline.stages import (
 )
 
 DEMO = SETTINGS["demo"]
-TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
 TINY = synthetic(8)
 
 

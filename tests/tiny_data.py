@@ -1,4 +1,4 @@
-"""Command-line arguments that point an experiment at a few generated 64-px synthetic images."""
+"""Tiny test data: a few generated 64-px synthetic images, and where the shared photographs are."""
 
 import json
 from pathlib import Path
@@ -21,3 +21,8 @@ def data_args(root: Path, values: dict[str, Any]) -> list[str]:
     for key, value in values.items():
         args += [f"--data.init_args.{key}", value if isinstance(value, str) else json.dumps(value)]
     return args
+
+
+TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
+"""The 100 shared real COCO photographs (``../shared/data/tiny_coco``); tests using them skip,
+saying so, in a checkout that has no ``../shared`` beside it."""

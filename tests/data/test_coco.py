@@ -1,12 +1,12 @@
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from tiny_data import TINY_COCO
 
 from tests.data.layouts import write_coco
 from wseg.data.datasets import COCOSource, DataWarning, dataset_classes, make_source
@@ -15,8 +15,6 @@ from wseg.data.records import VOC_CLASSES
 
 # pycocotools 2.0 on numpy 2 warns about its own __array__ use.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-
-TINY_COCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "tiny_coco"
 
 
 def block(rows: slice, cols: slice, size=(20, 30)) -> np.ndarray:

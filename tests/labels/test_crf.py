@@ -1,7 +1,5 @@
 """Dense CRF: torch backend vs the pydensecrf reference, clamping, invariants, errors."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pydensecrf.utils
@@ -9,11 +7,11 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from tiny_data import TINY_COCO
 
 from wseg.labels._crf_torch import PermutohedralLattice, _hash_lattice
 from wseg.labels.crf import DenseCRFParams, dense_crf, unary_from_labels
 
-TINY_COCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "tiny_coco"
 PARITY = 0.97
 
 
