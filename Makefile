@@ -41,19 +41,19 @@ format: $(STAMP) ## ruff format and autofix
 	$(PY) -m ruff format wseg tests benchmarks
 	$(PY) -m ruff check --fix wseg tests benchmarks
 
-selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|voc_f1464|cityscapes_f914|..., MODE=conv|linear|none|all)
+selfcorr: $(STAMP) ## self-correction chain, restartable (SETTING=demo|tiny_coco|voc_f1464|cityscapes_f914|..., MODE=conv|linear|none|all)
 	$(PY) -m wseg.pipeline selfcorr --setting $(SETTING) --mode $(MODE)
 
 bench: $(STAMP) ## speed and label-quality benchmarks (printed ratios; about 30 minutes on 2 CPU cores)
 	$(PY) -m benchmarks
 
-bbox-seg: $(STAMP) ## Bbox-Seg chain, restartable: CRF-from-boxes store -> fit (SETTING=demo|demo_semi|voc|voc_semi)
+bbox-seg: $(STAMP) ## Bbox-Seg chain, restartable: CRF-from-boxes store -> fit (SETTING=demo|demo_semi|tiny_coco|voc|voc_semi)
 	$(PY) -m wseg.pipeline bbox-seg --setting $(SETTING)
 
-box2seg: $(STAMP) ## Box2Seg chain, restartable: GrabCut store -> pretrain -> main (SETTING=demo|voc)
+box2seg: $(STAMP) ## Box2Seg chain, restartable: GrabCut store -> pretrain -> main (SETTING=demo|tiny_coco|voc)
 	$(PY) -m wseg.pipeline box2seg --setting $(SETTING)
 
-box2tag: $(STAMP) ## Box2Tag chain, restartable: class networks -> pseudo GT -> final (SETTING=demo|voc, RULE=overlap-void|...|all)
+box2tag: $(STAMP) ## Box2Tag chain, restartable: class networks -> pseudo GT -> final (SETTING=demo|tiny_coco|voc, RULE=overlap-void|...|all)
 	$(PY) -m wseg.pipeline box2tag --setting $(SETTING) --rule $(RULE)
 
 scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc_original)
