@@ -66,6 +66,7 @@ def train_class(
         weight_decay=0.0,
         head_lr_mult=1.0,
         log_images_every_n_epochs=0,
+        lambda_crf=args.lambda_crf,
         **variant,
     )
     trainer = Trainer(
@@ -97,10 +98,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=150, help="training steps per class")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--lambda-crf",
+        type=float,
+        help="sparse CRF weight (default: the paper's 100 scaled to the crop, 100 x crop / 256)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["tight+neg"])
     parser.add_argument("--out", help="keep networks and stores here (default: a temporary dir)")
     args = parser.parse_args()
+    if args.lambda_crf is None:
+        args.lambda_crf = 100.0 * args.crop_size / 256
+    print(f"lambda_crf {args.lambda_crf:g} at {args.crop_size}-px crops")
 
     with tempfile.TemporaryDirectory() as temporary:
         out = Path(args.out or temporary)

@@ -48,7 +48,11 @@ class Box2TagSingleClass(WeakSegMethod):
 
     Args:
         positional: ``tight`` (Eq. 6, Box2Tag) or ``central`` (Eq. 3, Veksler 2020).
-        lambda_crf: Weight of the sparse CRF (paper: 100).
+        lambda_crf: Weight of the sparse CRF (paper: 100, for 256-px crops). Eq. 1 divides by the
+            number of pixels, so an object boundary costs about ``lambda_crf / crop side``:
+            scale it with the crop (our small-crop YAMLs: 100 x 64 / 256 = 25). Measured on
+            tiny_coco's person boxes at 64 px (100 steps): 100 turns the network into a near
+            constant (object probability 0.39 everywhere, F-beta 14); 25 gives F-beta 49.
         sigma: Edge scale of the sparse CRF on normalised colours (paper: 0.15).
         lambda_v: Weight of the volumetric loss (paper: 1).
         s_min: Smallest object size relative to the box (Box2Tag: 0.3).
