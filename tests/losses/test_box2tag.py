@@ -57,6 +57,18 @@ def test_sparse_crf_is_zero_for_a_constant_segmentation_and_averages_the_batch()
     assert sparse_crf_loss(x, torch.zeros(2, 1, 1, 2)).item() == pytest.approx((1 / 2 + 0) / 2)
 
 
+def test_sparse_crf_boundary_cost_falls_as_one_over_the_crop_side() -> None:
+    # A centred square object filling half the side, on a flat colour: the cut pairs are its
+    # perimeter 4 * (n / 2), |P| = n^2, so the loss is 2 / n; why lambda_crf scales with the crop.
+    def loss(n: int) -> float:
+        x = torch.zeros(1, n, n)
+        x[:, n // 4 : 3 * n // 4, n // 4 : 3 * n // 4] = 1.0
+        return sparse_crf_loss(x, torch.zeros(1, 3, n, n)).item()
+
+    assert loss(64) == pytest.approx(2 / 64)
+    assert loss(64) / loss(256) == pytest.approx(4.0)
+
+
 # --- Eq. 2: volumetric ---
 
 
