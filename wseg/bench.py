@@ -8,11 +8,10 @@ flip and multi-scale averaging, and with both plus the dense CRF. Where a method
 labels their mIoU against the true training masks is measured too. Rows resume: a finished row's
 ``result.json`` is read back, and unfinished chains skip their finished stages. ``--data`` picks
 each row's setup: the CPU demo experiments on the built-in synthetic data, or the tiny_coco ones
-(real photographs, every fit 20 epochs of 8 at 192 px); ``--root`` points either at another copy of
-that dataset. The table goes to
-``<out>/results.md`` and ``.csv``, a bar chart to ``results.png``, and all three to a W&B run.
-The rows are the box-supervised families; scribbles have their own study (``python -m
-wseg.pipeline scribbles``), whose baseline is different.
+(real photographs, every fit 20 epochs of 8 at 192 px); ``--root`` points at another copy of that
+dataset. The table goes to ``<out>/results.md`` and ``.csv``, a bar chart to ``results.png``, and
+all three to a W&B run. The rows are the box-supervised families; scribbles have their own study
+(``python -m wseg.pipeline scribbles``), whose baseline is different.
 """
 
 from __future__ import annotations
