@@ -1,25 +1,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_batches import NUM_CLASSES, TINY, BatchList, batch_loader, make_batch
+from fake_batches import NUM_CLASSES, TINY, BatchList, batch_loader, make_batch, quiet_trainer
 from lightning.pytorch import Trainer
 
 from wseg.eval import predict_probs
 from wseg.methods import BboxRect, Supervised
 from wseg.metrics import confusion_matrix, iou_from_confusion, mean_iou
 from wseg.postprocess import crf_postprocess
-
-
-def trainer(tmp_path, **kwargs) -> Trainer:
-    options = dict(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    return Trainer(**(options | kwargs))
 
 
 def test_supervised_loss_is_cross_entropy_on_mask() -> None:
@@ -60,7 +48,7 @@ def test_poly_schedule_and_head_lr(tmp_path, optimizer: str) -> None:
     model = Supervised(
         num_classes=NUM_CLASSES, optimizer=optimizer, lr=0.1, head_lr_mult=10, **TINY
     )
-    fit = trainer(tmp_path, max_steps=4, limit_val_batches=0)
+    fit = quiet_trainer(tmp_path, max_steps=4, limit_val_batches=0)
     fit.fit(model, batch_loader(2))
     config = model.configure_optimizers()
     encoder_group, head_group = config["optimizer"].param_groups
@@ -84,7 +72,7 @@ def test_validation_miou_equals_hand_accumulated_matrix(tmp_path) -> None:
     names = ["background", "a", "b", "c"]
     model = Supervised(num_classes=NUM_CLASSES, class_names=names, tta_flip=True, **TINY)
     val = batch_loader(3, size=(40, 56))
-    metrics = trainer(tmp_path).validate(model, val, verbose=False)[0]
+    metrics = quiet_trainer(tmp_path).validate(model, val, verbose=False)[0]
     model.eval()
     matrix = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     with torch.no_grad():
@@ -98,7 +86,7 @@ def test_validation_miou_equals_hand_accumulated_matrix(tmp_path) -> None:
 
 def test_test_metrics_use_test_prefix(tmp_path) -> None:
     model = BboxRect(num_classes=NUM_CLASSES, tta_scales=[0.75, 1.0], **TINY)
-    metrics = trainer(tmp_path).test(model, batch_loader(1), verbose=False)[0]
+    metrics = quiet_trainer(tmp_path).test(model, batch_loader(1), verbose=False)[0]
     assert {"test/miou", "test/pixel_acc", "test/iou/class_3"} <= set(metrics)
 
 
@@ -126,7 +114,7 @@ def test_crf_postprocessing_is_scored_beside_the_plain_prediction(tmp_path) -> N
     for batch in batches:  # the second image is padding beyond 30 x 40
         batch["size"] = torch.tensor([[40, 56], [30, 40]])
     loader = torch.utils.data.DataLoader(BatchList(batches), batch_size=None)
-    metrics = trainer(tmp_path).validate(model, loader, verbose=False)[0]
+    metrics = quiet_trainer(tmp_path).validate(model, loader, verbose=False)[0]
     model.eval()
     plain = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     refined = torch.zeros_like(plain)
