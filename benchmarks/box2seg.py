@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
-from benchmarks import TINY_COCO
+from benchmarks import (
+    TINY_COCO,
+    dataset_root,
+    describe_data,
+    fit_timed,
+    segmentation_data,
+    val_miou,
+)
 from wseg.data.datamodule import WeakSegDataModule
-from wseg.data.synthetic import generate_synthetic
 from wseg.labels.generate import build_generator, generate
 from wseg.labels.quality import evaluate_store
 from wseg.losses.box2seg import one_hot_labels
@@ -64,26 +69,7 @@ def fit(options: dict[str, Any], steps: int, datamodule: WeakSegDataModule, args
         log_images_every_n_epochs=0,
         **options,
     )
-    trainer = Trainer(max_steps=steps, max_epochs=-1, accelerator="cpu", logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                      default_root_dir=out)  # fmt: skip
-    start = time.perf_counter()
-    trainer.fit(model, datamodule)
-    return model, time.perf_counter() - start
-
-
-def data_options(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """The datamodule arguments of the chosen data (``--data``) at the benchmark's size."""
-    common = {"root": str(root), "crop_size": args.size, "batch_size": args.batch_size,
-              "num_workers": args.workers}  # fmt: skip
-    if args.data == "tiny_coco":
-        splits = {"train_split": "train2017", "val_split": "val2017"}
-        return {**common, **splits, "dataset": "coco", "coco_class_map": "voc",
-                "scale_range": (0.5, 1.5), "val_batch_size": 1}  # fmt: skip
-    return {**common, "dataset": "synthetic", "synthetic_num_train": args.train_images,
-            "synthetic_num_val": args.val_images, "synthetic_size": (args.size, args.size),
-            "scale_range": (0.75, 1.5), "val_batch_size": 8}  # fmt: skip
+    return model, fit_timed(model, datamodule, steps, out)
 
 
 def attention_in_boxes(model: Box2Seg, datamodule: WeakSegDataModule, batches: int = 4) -> float:
@@ -126,13 +112,9 @@ def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
-        if args.data == "tiny_coco":
-            root = Path(args.root)
-        else:
-            size = (args.size, args.size)
-            root = generate_synthetic(out / "synthetic", num_train=args.train_images,
-                                      num_val=args.val_images, size=size)  # fmt: skip
-        options = data_options(args, root)
+        root = dataset_root(args, out)
+        options = {**segmentation_data(args, root), "batch_size": args.batch_size,
+                   "num_workers": args.workers}  # fmt: skip
         source = WeakSegDataModule(**options).make_source(options.get("train_split", "train"))
         identity = {"name": options["dataset"], "root": str(root.resolve()),
                     "split": options.get("train_split", "train")}  # fmt: skip
@@ -157,16 +139,11 @@ def main() -> None:
                      for key, value in model.trainer.callback_metrics.items()
                      if key.startswith("train/loss_")}  # fmt: skip
             alpha = attention_in_boxes(model, datamodule)
-            trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
-            (metrics,) = trainer.validate(model, datamodule, verbose=False)
-            results.append((row, 100 * float(metrics["val/miou"]), seconds, alpha))
+            results.append((row, val_miou(model, datamodule), seconds, alpha))
             listed = ", ".join(f"{name} {value:.3f}" for name, value in terms.items())
             print(f"{row}: val mIoU {results[-1][1]:.1f} ({seconds:.0f} s); mean alpha in boxes "
                   f"{alpha:.3f}; last loss terms: {listed}", flush=True)  # fmt: skip
-    if args.data == "tiny_coco":
-        print(f"\ntiny_coco: {len(source)} train2017 photos, val2017, {args.size} px crops")
-    else:
-        print(f"\nSynthetic: {args.train_images} train / {args.val_images} val, {args.size} px")
+    print(f"\n{describe_data(args, len(source))}")
     print(
         f"{args.steps} steps of {args.batch_size} (pretrain {args.pretrain_steps}), lr {args.lr}, "
         f"head x{args.head_lr_mult}"

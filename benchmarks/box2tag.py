@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
+from benchmarks import TINY_COCO, fit_timed
 from wseg.data.box_crops import BoxCropDataModule, scan_crops
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
@@ -69,28 +70,15 @@ def train_class(
         lambda_crf=args.lambda_crf,
         **variant,
     )
-    trainer = Trainer(
-        max_steps=args.steps,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=path.parent,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule)
-    trainer.save_checkpoint(path)
-    return time.perf_counter() - start
+    seconds = fit_timed(model, datamodule, args.steps, path.parent, accelerator="auto")
+    model.trainer.save_checkpoint(path)
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", choices=("synthetic", "tiny_coco"), default="synthetic")
-    parser.add_argument("--coco-root", default="../shared/data/tiny_coco")
+    parser.add_argument("--coco-root", default=str(TINY_COCO), help="tiny_coco's folder")
     parser.add_argument("--coco-split", default="train2017")
     parser.add_argument("--train-images", type=int, default=120, help="synthetic images")
     parser.add_argument("--size", type=int, nargs=2, default=(128, 160), help="synthetic H W")

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
-from benchmarks import TINY_COCO
+from benchmarks import (
+    TINY_COCO,
+    dataset_root,
+    describe_data,
+    fit_timed,
+    segmentation_data,
+    val_miou,
+)
 from wseg.data.datamodule import WeakSegDataModule
-from wseg.data.synthetic import generate_synthetic
 from wseg.labels.generate import build_generator, generate
 from wseg.labels.quality import evaluate_store
 from wseg.methods import BboxRect, BboxSeg, EMAdapt, EMFixed, Supervised
@@ -54,31 +59,6 @@ DEFAULT_METHODS = {
 }
 
 
-def data_options(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """The datamodule arguments of the chosen data (``--data``) at the benchmark's size."""
-    if args.data == "tiny_coco":
-        return {
-            "dataset": "coco",
-            "root": str(root),
-            "train_split": "train2017",
-            "val_split": "val2017",
-            "coco_class_map": "voc",
-            "crop_size": args.size,
-            "scale_range": (0.5, 1.5),
-            "val_batch_size": 1,
-        }
-    return {
-        "dataset": "synthetic",
-        "root": str(root),
-        "synthetic_num_train": args.train_images,
-        "synthetic_num_val": args.val_images,
-        "synthetic_size": (args.size, args.size),
-        "crop_size": args.size,
-        "scale_range": (0.75, 1.5),
-        "val_batch_size": 8,
-    }
-
-
 def fit_and_validate(
     name: str, root: Path, store: Path, args: argparse.Namespace, out: Path
 ) -> tuple[float, float]:
@@ -95,7 +75,7 @@ def fit_and_validate(
     if data.get("warmup"):
         options = {**options, "warmup_steps": args.warmup_steps}
     datamodule = WeakSegDataModule(
-        **data_options(args, root),
+        **segmentation_data(args, root),
         batch_size=args.batch_size,
         num_workers=args.workers,
         pseudo_labels=str(store) if data.get("store") else None,
@@ -110,24 +90,8 @@ def fit_and_validate(
         log_images_every_n_epochs=0,
         **options,
     )
-    trainer = Trainer(
-        max_steps=args.steps,
-        max_epochs=-1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=out / name,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule)
-    seconds = time.perf_counter() - start
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
-    (metrics,) = trainer.validate(model, datamodule, verbose=False)
-    return 100 * float(metrics["val/miou"]), seconds
+    seconds = fit_timed(model, datamodule, args.steps, out / name)
+    return val_miou(model, datamodule), seconds
 
 
 def main() -> None:
@@ -154,16 +118,8 @@ def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
-        if args.data == "tiny_coco":
-            root = Path(args.root)
-        else:
-            root = generate_synthetic(
-                out / "synthetic",
-                num_train=args.train_images,
-                num_val=args.val_images,
-                size=(args.size, args.size),
-            )
-        datamodule = WeakSegDataModule(**data_options(args, root))
+        root = dataset_root(args, out)
+        datamodule = WeakSegDataModule(**segmentation_data(args, root))
         source = datamodule.make_source(datamodule.train_split)
         identity = {
             "name": datamodule.dataset,
@@ -188,10 +144,7 @@ def main() -> None:
             miou, seconds = fit_and_validate(name, root, stores["crf"], args, out / "runs")
             rows.append((name, miou, seconds))
             print(f"{name}: val mIoU {miou:.1f} ({seconds:.0f} s)", flush=True)
-    if args.data == "tiny_coco":
-        print(f"\ntiny_coco: {len(source)} train2017 photos, val2017, {args.size} px crops")
-    else:
-        print(f"\nSynthetic: {args.train_images} train / {args.val_images} val, {args.size} px")
+    print(f"\n{describe_data(args, len(source))}")
     print("Pseudo labels vs the true training masks (mIoU %)")
     print(f"  Bbox-Rect {quality['rect']:.1f}   Bbox-Seg (CRF, alpha 0.2) {quality['crf']:.1f}")
     print(

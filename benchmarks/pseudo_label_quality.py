@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import TINY_COCO
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.generate import GENERATORS, build_generator, generate
@@ -66,7 +67,7 @@ def run_dataset(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--coco-root", default="../shared/data/tiny_coco")
+    parser.add_argument("--coco-root", default=str(TINY_COCO), help="tiny_coco's folder")
     parser.add_argument("--synthetic-images", type=int, default=60)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", help="keep the stores here (default: a temporary directory)")

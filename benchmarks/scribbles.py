@@ -15,14 +15,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from benchmarks import TINY_COCO
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.weak import curated_scribble_ids
 from wseg.labels.generate import generate
 from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource
 from wseg.labels.quality import evaluate_store
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def local_rows(
@@ -56,7 +55,7 @@ def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=30, help="curated images per dataset")
-    parser.add_argument("--coco-root", type=Path, default=REPO.parent / "shared/data/tiny_coco")
+    parser.add_argument("--coco-root", type=Path, default=TINY_COCO)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--potts-max-iter", type=int, default=300)
     parser.add_argument("--out", type=Path, help="store folder (default: a temporary one)")
