@@ -8,6 +8,7 @@ training run of a fixed number of steps, timed) and `val_miou`.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,11 @@ def fit_timed(
     """Train ``model`` for ``steps`` optimiser steps without validation or logs; return seconds.
 
     Afterwards ``model.trainer`` is the trainer used (its ``callback_metrics`` hold the last
-    training losses; ``save_checkpoint`` saves the model).
+    training losses; ``save_checkpoint`` saves the model). Lightning's per-fit notices (devices
+    found, tips, "max_steps reached") are silenced so that a table of many fits stays readable;
+    its warnings still show.
     """
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     trainer = Trainer(
         max_steps=steps,
         max_epochs=-1,

@@ -18,6 +18,7 @@ from wseg.bench import (
     RowResult,
     add_gap_reduction,
     data_args,
+    format_minutes,
     format_table,
     main,
     train_row,
@@ -53,6 +54,14 @@ def test_gap_reduction_is_relative_to_the_weak_baseline_and_full_masks() -> None
     alone = [result("other", 75.0)]
     add_gap_reduction(alone)
     assert alone[0].gap_reduction is None
+
+
+def test_the_table_folds_box2tag_class_stages_into_one_entry() -> None:
+    minutes = {"class_cat": 0.71, "class_dog": 1.12, "class_cow": 0.9, "final_overlap_void": 2.9}
+    assert format_minutes(minutes) == "3 classes 0.7-1.1 (2.7 in all), final_overlap_void 2.9"
+    assert format_minutes({"class_cat": 0.5, "final": 1.0}) == "class_cat 0.5, final 1.0"
+    assert format_minutes({"class_a": 0.2, "class_b": 0.21}) == "2 classes 0.2 (0.4 in all)"
+    assert format_minutes({"pretrain": 1.4, "main": 1.4}) == "pretrain 1.4, main 1.4"
 
 
 def test_every_row_has_a_runnable_setup_for_every_dataset() -> None:

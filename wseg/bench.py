@@ -248,6 +248,24 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def format_minutes(minutes: dict[str, float]) -> str:
+    """Stage wall times for the table: Box2Tag's per-class stages (``class_*``) as one entry.
+
+    ``{"class_cat": 0.7, "class_dog": 1.1, "final": 2.9}`` -> ``"2 classes 0.7-1.1 (1.8 in all),
+    final 2.9"``; the CSV keeps every stage.
+    """
+    classes = [value for name, value in minutes.items() if name.startswith("class_")]
+    parts = []
+    if len(classes) > 1:
+        low, high = min(classes), max(classes)
+        spread = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
+        parts.append(f"{len(classes)} classes {spread} ({sum(classes):.1f} in all)")
+    for name, value in minutes.items():
+        if len(classes) <= 1 or not name.startswith("class_"):
+            parts.append(f"{name} {value:.1f}")
+    return ", ".join(parts)
+
+
 def format_table(results: list[RowResult]) -> str:
     """The comparison as a Markdown table."""
     lines = [
@@ -256,7 +274,7 @@ def format_table(results: list[RowResult]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        times = ", ".join(f"{name} {minutes:.1f}" for name, minutes in r.stage_minutes.items())
+        times = format_minutes(r.stage_minutes)
         lines.append(
             f"| {r.title} | {_number(r.label_miou)} | {_number(r.miou)} | {_number(r.miou_tta)} "
             f"| {_number(r.miou_tta_crf)} | {_number(r.gap_reduction, 2)} | {times} |"
