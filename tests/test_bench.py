@@ -4,6 +4,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from wseg.bench import (
     main,
     train_row,
 )
+from wseg.data.synthetic import generate_synthetic
 from wseg.pipeline import commands
 from wseg.pipeline.stages import EXPERIMENTS
 
@@ -116,6 +118,27 @@ def test_two_rows_end_to_end_then_read_back(tmp_path: Path, capsys) -> None:
     assert "read back" in capsys.readouterr().out
     assert again[0].miou == full.miou
     assert (out / "full" / "full" / "final.ckpt").stat().st_mtime_ns == stamp
+
+
+def test_voc_rows_run_the_papers_experiments_on_a_voc_layout(tmp_path: Path) -> None:
+    # The VOC YAMLs (GPU budgets, resnet101, mixed precision) on tiny data in the VOC layout,
+    # scaled down from the command line as a user would for a dry run.
+    root = generate_synthetic(tmp_path / "syn", num_train=6, num_val=2, size=(64, 64)) / "voc"
+    splits = root / "ImageSets" / "Segmentation"
+    shutil.copy(splits / "train.txt", splits / "train_aug.txt")  # SBD's list, as the YAML reads
+    extra = ["--data.init_args.root", str(root), *TINY[6:], "--trainer.accelerator", "cpu"]
+    extra += ["--trainer.devices", "1", "--trainer.precision", "32", "--trainer.max_steps", "2"]
+    out = tmp_path / "bench"
+    extra += ["--trainer.val_check_interval", "2", "--trainer.logger.init_args.save_dir", str(out)]
+    full, rect = main(["--data", "voc", "--rows", "full", "bbox_rect", "--out", str(out),
+                       "--no-wandb", "--", *extra])  # fmt: skip
+    assert 0.0 <= rect.label_miou <= 100.0
+    config = yaml.safe_load((out / "full" / "full" / "config.yaml").read_text())
+    assert config["model"]["class_path"].endswith("Supervised")
+    assert config["data"]["init_args"]["dataset"] == "voc"
+    assert config["data"]["init_args"]["train_split"] == "train_aug"
+    for r in (full, rect):
+        assert all(0.0 <= value <= 100.0 for value in (r.miou, r.miou_tta, r.miou_tta_crf))
 
 
 def test_report_run_is_offline_without_wandb_settings(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
 """One-command method comparison: every family at one backbone and budget, on one dataset.
 
-    python -m wseg.bench [--data synthetic|tiny_coco] [--rows full bbox_rect ...] [-- <fit args>]
+    python -m wseg.bench [--data synthetic|tiny_coco|voc] [--root DIR] [--rows ...] [-- <fit args>]
 
 Each row trains through the real command line (a single ``python -m wseg fit`` stage, or the
 family's `wseg.pipeline` chain), then its final network is validated three ways: plain, with
 flip and multi-scale averaging, and with both plus the dense CRF. Where a method trains on pseudo
 labels their mIoU against the true training masks is measured too. Rows resume: a finished row's
 ``result.json`` is read back, and unfinished chains skip their finished stages. ``--data`` picks
-each row's setup: the CPU demo experiments on the built-in synthetic data, or the tiny_coco ones
-(real photographs, every fit 20 epochs of 8 at 192 px); ``--root`` points at another copy of that
-dataset. The table goes to ``<out>/results.md`` and ``.csv``, a bar chart to ``results.png``, and
-all three to a W&B run. The rows are the box-supervised families; scribbles have their own study
+each row's setup: the CPU demo experiments on the built-in synthetic data, the tiny_coco ones
+(real photographs, every fit 20 epochs of 8 at 192 px), or the papers' VOC experiments (GPU
+budgets; self-correction with F = 1464); ``--root`` points at another copy of that dataset. The
+table goes to ``<out>/results.md`` and ``.csv``, a bar chart to ``results.png``, and all three to
+a W&B run. The rows are the box-supervised families; scribbles have their own study
 (``python -m wseg.pipeline scribbles``), whose baseline is different.
 """
 
@@ -64,13 +65,14 @@ class Row:
     labels: str | None = None
 
 
-DATASETS = ("synthetic", "tiny_coco")
-"""Every row has a setup for each: the CPU demo experiments on the built-in synthetic data, and
-the tiny_coco experiments (50 + 50 real COCO photographs; every fit 192 px, 20 epochs of 8)."""
+DATASETS = ("synthetic", "tiny_coco", "voc")
+"""Every row has a setup for each: the CPU demo experiments on the built-in synthetic data, the
+tiny_coco experiments (50 + 50 real COCO photographs; every fit 192 px, 20 epochs of 8), and the
+papers' PASCAL VOC 2012 experiments (GPU budgets; ``--root`` is the VOC2012 folder with SBD)."""
 
 
-def _setups(synthetic: str, tiny_coco: str) -> dict[str, str]:
-    return dict(zip(DATASETS, (synthetic, tiny_coco), strict=True))
+def _setups(synthetic: str, tiny_coco: str, voc: str) -> dict[str, str]:
+    return dict(zip(DATASETS, (synthetic, tiny_coco, voc), strict=True))
 
 
 ROWS: dict[str, Row] = {
@@ -79,39 +81,39 @@ ROWS: dict[str, Row] = {
         Row(
             "full",
             "Full masks (Supervised)",
-            _setups("demo/supervised.yaml", "supervised_tiny_coco.yaml"),
+            _setups("demo/supervised.yaml", "supervised_tiny_coco.yaml", "supervised_voc.yaml"),
         ),
         Row(
             "bbox_rect",
             "Bbox-Rect (weak baseline)",
-            _setups("demo/bbox_rect.yaml", "bbox_rect_tiny_coco.yaml"),
+            _setups("demo/bbox_rect.yaml", "bbox_rect_tiny_coco.yaml", "bbox_rect_voc.yaml"),
             labels="rect",
         ),
         Row(
             "bbox_seg",
             "Bbox-Seg (Papandreou 2015)",
-            _setups("demo", "tiny_coco"),
+            _setups("demo", "tiny_coco", "voc"),
             pipeline="bbox-seg",
             labels="store",
         ),
         Row(
             "selfcorr_conv",
             "Self-correction, conv (Ibrahim 2020)",
-            _setups("demo", "tiny_coco"),
+            _setups("demo", "tiny_coco", "voc_f1464"),
             pipeline="selfcorr",
             pipeline_args=("--mode", "conv"),
         ),
         Row(
             "box2seg",
             "Box2Seg (Kulharia 2020)",
-            _setups("demo", "tiny_coco"),
+            _setups("demo", "tiny_coco", "voc"),
             pipeline="box2seg",
             labels="store",
         ),
         Row(
             "box2tag",
             "Box2Tag, overlap-void (Ji & Veksler 2021)",
-            _setups("demo", "tiny_coco"),
+            _setups("demo", "tiny_coco", "voc"),
             pipeline="box2tag",
             pipeline_args=("--rule", "overlap-void"),
             labels="store",
