@@ -1,7 +1,11 @@
-"""Command line: ``python -m wseg.labels generate ...`` makes a store, ``report`` scores one.
+"""Command line: ``generate`` makes a store, ``report`` scores one, ``show`` draws its panels.
 
-Example: ``python -m wseg.labels generate --dataset voc --root VOC2012 --split train --generator
-grabcut --out pseudo/ --workers 8 -o iterations=5``.
+Examples::
+
+    python -m wseg.labels generate --dataset voc --root VOC2012 --split train --generator grabcut \
+        --out pseudo/ --workers 8 -o iterations=5
+    python -m wseg.labels report pseudo/grabcut-1a2b3c4d
+    python -m wseg.labels show pseudo/grabcut-1a2b3c4d --num 8   # -> pseudo/grabcut-1a2b3c4d-show/
 """
 
 from __future__ import annotations
@@ -62,11 +66,33 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-report", action="store_true", help="skip the quality table")
     rep = commands.add_parser("report", help="print (and record) the quality of a store")
     rep.add_argument("store", help="store directory")
-    rep.add_argument("--dataset", choices=DATASETS, help="default: the store's manifest")
-    rep.add_argument("--root", help="default: the store's manifest")
-    rep.add_argument("--split", help="default: the store's manifest")
-    rep.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
+    show = commands.add_parser(
+        "show", help="write panels (image | boxes | pseudo label | truth) of a store's images"
+    )
+    show.add_argument("store", help="store directory")
+    show.add_argument("--num", type=int, default=8, help="images, spread over the split")
+    show.add_argument("--ids", nargs="+", help="these image ids instead")
+    show.add_argument("--out", help="panel folder (default: <store>-show beside the store)")
+    for sub in (rep, show):
+        sub.add_argument("--dataset", choices=DATASETS, help="default: the store's manifest")
+        sub.add_argument("--root", help="default: the store's manifest")
+        sub.add_argument("--split", help="default: the store's manifest")
+        sub.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
     return parser
+
+
+def _store_source(args: argparse.Namespace) -> tuple[PseudoLabelStore, str, str, str, dict]:
+    """The store of ``args.store`` and its split: the flags, else what its manifest recorded."""
+    store = PseudoLabelStore(args.store)
+    dataset = store.manifest["config"].get("dataset", {})
+    options = dict(dataset.get("options", {}))
+    options.update(_key_values(args.dataset_option, "--dataset-option"))
+    name = args.dataset or dataset.get("name")
+    root = args.root or dataset.get("root")
+    split = args.split or dataset.get("split")
+    if not (name and root and split):
+        raise SystemExit(f"{args.store}: give --dataset, --root and --split")
+    return store, name, root, split, options
 
 
 def _report(store: PseudoLabelStore, dataset: str, root: str, split: str, options: dict) -> None:
@@ -108,17 +134,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         if not args.no_report:
             _report(summary.store, args.dataset, args.root, args.split, reader_options)
+    elif args.command == "report":
+        _report(*_store_source(args))
     else:
-        store = PseudoLabelStore(args.store)
-        dataset = store.manifest["config"].get("dataset", {})
-        options = dataset.get("options", {})
-        options.update(_key_values(args.dataset_option, "--dataset-option"))
-        name = args.dataset or dataset.get("name")
-        root = args.root or dataset.get("root")
-        split = args.split or dataset.get("split")
-        if not (name and root and split):
-            raise SystemExit(f"{args.store}: give --dataset, --root and --split")
-        _report(store, name, root, split, options)
+        from wseg.data.datasets import make_source
+        from wseg.labels.show import show_store
+
+        store, name, root, split, options = _store_source(args)
+        out = Path(args.out) if args.out else store.path.with_name(store.path.name + "-show")
+        try:
+            written = show_store(
+                store, make_source(name, root, split, **options), out, args.num, args.ids
+            )
+        except ValueError as error:
+            raise SystemExit(str(error)) from error
+        print(f"{len(written)} panels (image | boxes | pseudo label | truth) in {out}")
 
 
 if __name__ == "__main__":

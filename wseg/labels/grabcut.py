@@ -13,7 +13,7 @@ import numpy as np
 
 from wseg.data.weak import box_pixel_bounds, paint_order
 
-__all__ = ["FALLBACK_REASONS", "grabcut_box", "grabcut_labels"]
+__all__ = ["FALLBACK_REASONS", "grabcut_box", "grabcut_boxes", "grabcut_labels"]
 
 FALLBACK_REASONS = (
     "fallback_small",
@@ -166,6 +166,52 @@ def grabcut_labels(
         ValueError: On a malformed image, boxes or labels (the message names ``name``).
 
     """
+    outcomes = grabcut_boxes(
+        image,
+        boxes,
+        labels,
+        iterations=iterations,
+        context=context,
+        min_size=min_size,
+        upsample_to=upsample_to,
+        core=core,
+        name=name,
+    )
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    size = (int(image.shape[0]), int(image.shape[1]))
+    counts: Counter = Counter(boxes=len(boxes))
+    out = np.zeros(size, dtype=np.uint8)
+    for k in paint_order(boxes, size):
+        foreground, outcome = outcomes[k]
+        counts[outcome] += 1
+        if foreground is not None:
+            r0, r1, c0, c1 = box_pixel_bounds(boxes[k], size)
+            out[r0:r1, c0:c1][foreground] = labels[k]
+    return out, counts
+
+
+def grabcut_boxes(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    iterations: int = 5,
+    context: float | None = 1.0,
+    min_size: int = 5,
+    upsample_to: int = 0,
+    core: float = 0.0,
+    name: str = "image",
+) -> list[tuple[np.ndarray | None, str]]:
+    """Segment every box of an image with GrabCut, unmerged: the per-box half of `grabcut_labels`.
+
+    Args and raises: as `grabcut_labels`.
+
+    Returns:
+        Per box, in input order, ``(foreground, outcome)``: ``foreground`` a ``bool`` mask of the
+        box's pixels (``box_pixel_bounds``), None for a box without pixels in the image; outcome
+        ``"grabcut"``, one of `FALLBACK_REASONS` or ``"skipped_empty_box"``.
+
+    """
     if upsample_to < 0 or not 0.0 <= core < 1.0:
         raise ValueError(
             f"{name}: need upsample_to >= 0 and 0 <= core < 1, got {upsample_to}, {core}"
@@ -182,48 +228,43 @@ def grabcut_labels(
     bounds = [box_pixel_bounds(box, size) for box in boxes]
     areas = [(r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in bounds]
     order = paint_order(boxes, size)
-    counts: Counter = Counter(boxes=len(boxes))
-    out = np.zeros(size, dtype=np.uint8)
+    results: list[tuple[np.ndarray | None, str]] = [(None, "skipped_empty_box")] * len(boxes)
     for rank, k in enumerate(order):
         r0, r1, c0, c1 = bounds[k]
         if areas[k] == 0:
-            counts["skipped_empty_box"] += 1
             continue
         foreground = np.ones((r1 - r0, c1 - c0), dtype=bool)
         if min(r1 - r0, c1 - c0) < min_size:
-            counts["fallback_small"] += 1
+            results[k] = (foreground, "fallback_small")
+            continue
+        if context is None:
+            y0, y1, x0, x1 = 0, size[0], 0, size[1]
         else:
-            if context is None:
-                y0, y1, x0, x1 = 0, size[0], 0, size[1]
+            dy, dx = round(context * (r1 - r0)), round(context * (c1 - c0))
+            y0, y1 = max(r0 - dy, 0), min(r1 + dy, size[0])
+            x0, x1 = max(c0 - dx, 0), min(c1 + dx, size[1])
+        init = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, dtype=np.uint8)
+        init[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] = cv2.GC_PR_FGD
+        if core > 0:
+            q0, q1, p0, p1 = box_pixel_bounds(_shrink(boxes[k], core), size)
+            init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_FGD
+        for j in order[rank + 1 :]:
+            if labels[j] == labels[k] or areas[j] == 0:
+                continue
+            q0, q1, p0, p1 = bounds[j]
+            q0, q1, p0, p1 = max(q0, r0), min(q1, r1), max(p0, c0), min(p1, c1)
+            if q0 < q1 and p0 < p1:
+                init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_PR_BGD
+        if not ((init == cv2.GC_BGD) | (init == cv2.GC_PR_BGD)).any():
+            results[k] = (foreground, "fallback_no_background")
+        elif not ((init == cv2.GC_PR_FGD) | (init == cv2.GC_FGD)).any():
+            results[k] = (foreground, "fallback_covered")
+        else:
+            scale = max(1.0, upsample_to / np.sqrt(areas[k]))
+            result = grabcut_box(image[y0:y1, x0:x1], init, iterations, scale=scale)
+            inside = result[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
+            if inside.any():
+                results[k] = (inside, "grabcut")
             else:
-                dy, dx = round(context * (r1 - r0)), round(context * (c1 - c0))
-                y0, y1 = max(r0 - dy, 0), min(r1 + dy, size[0])
-                x0, x1 = max(c0 - dx, 0), min(c1 + dx, size[1])
-            init = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, dtype=np.uint8)
-            init[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] = cv2.GC_PR_FGD
-            if core > 0:
-                q0, q1, p0, p1 = box_pixel_bounds(_shrink(boxes[k], core), size)
-                init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_FGD
-            for j in order[rank + 1 :]:
-                if labels[j] == labels[k] or areas[j] == 0:
-                    continue
-                q0, q1, p0, p1 = bounds[j]
-                q0, q1, p0, p1 = max(q0, r0), min(q1, r1), max(p0, c0), min(p1, c1)
-                if q0 < q1 and p0 < p1:
-                    init[q0 - y0 : q1 - y0, p0 - x0 : p1 - x0] = cv2.GC_PR_BGD
-            if not ((init == cv2.GC_BGD) | (init == cv2.GC_PR_BGD)).any():
-                counts["fallback_no_background"] += 1
-            elif not ((init == cv2.GC_PR_FGD) | (init == cv2.GC_FGD)).any():
-                counts["fallback_covered"] += 1
-            else:
-                scale = max(1.0, upsample_to / np.sqrt(areas[k]))
-                result = grabcut_box(image[y0:y1, x0:x1], init, iterations, scale=scale)
-                inside = result[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
-                if inside.any():
-                    foreground = inside
-                    counts["grabcut"] += 1
-                else:
-                    counts["fallback_empty"] += 1
-        region = out[r0:r1, c0:c1]
-        region[foreground] = labels[k]
-    return out, counts
+                results[k] = (foreground, "fallback_empty")
+    return results
