@@ -58,7 +58,7 @@ def test_build_generator_checks_names_and_options():
         "context": 1.0,
         "min_size": 5,
         "upsample_to": 0,
-        "core": 0.0,
+        "core": 0.2,
     }
     with pytest.raises(ValueError, match="unknown generator 'snake'.*crf"):
         build_generator("snake")

@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from wseg.data.weak import rect_labels
-from wseg.labels.grabcut import grabcut_labels
+from wseg.labels.grabcut import grabcut_box, grabcut_labels
 
 SIZE = (48, 64)
 
@@ -72,10 +73,10 @@ def test_degenerate_boxes_fall_back_and_are_counted():
 
 def test_no_foreground_falls_back_to_the_rectangle():
     # A uniform image: both colour models are the same single colour, so the graph cut's
-    # smoothness term alone decides and GrabCut returns no foreground inside the box.
+    # smoothness term alone decides and textbook GrabCut (no core) returns no foreground.
     image = np.full((*SIZE, 3), 90, np.uint8)
     boxes = np.array([[10, 10, 30, 30]], np.float32)
-    label, counts = grabcut_labels(image, boxes, np.array([2]))
+    label, counts = grabcut_labels(image, boxes, np.array([2]), core=0.0)
     assert counts["fallback_empty"] == 1
     np.testing.assert_array_equal(label, rect_labels(boxes, [2], SIZE))
 
@@ -131,9 +132,9 @@ def test_upsampling_a_small_box_lets_grabcut_find_its_object():
     # foreground; upsampled 5x (sqrt(169) = 13 -> 64) the object's area gain grows with the square
     # of the scale but its boundary cost only linearly, so GrabCut segments it.
     image, disk, box = faint_disk()
-    label, counts = grabcut_labels(image, box, np.array([1]), upsample_to=0)
+    label, counts = grabcut_labels(image, box, np.array([1]), upsample_to=0, core=0.0)
     assert counts["fallback_empty"] == 1
-    label, counts = grabcut_labels(image, box, np.array([1]), upsample_to=64)
+    label, counts = grabcut_labels(image, box, np.array([1]), upsample_to=64, core=0.0)
     assert counts["grabcut"] == 1
     assert iou(label == 1, disk) > 0.95 > iou(rect_labels(box, [1], SIZE) == 1, disk)
     assert label.shape == SIZE and not label[~(rect_labels(box, [1], SIZE) == 1)].any()
@@ -153,7 +154,7 @@ def test_core_is_definite_foreground():
     # pixels 15..24, is definite foreground, so GrabCut cannot return an empty box.
     image = np.full((*SIZE, 3), 90, np.uint8)
     boxes = np.array([[10, 10, 30, 30]], np.float32)
-    label, counts = grabcut_labels(image, boxes, np.array([2]), core=0.2)
+    label, counts = grabcut_labels(image, boxes, np.array([2]))  # core = 0.2 is the default
     assert counts["grabcut"] == 1 and counts["fallback_empty"] == 0
     assert (label[15:25, 15:25] == 2).all()
     assert not label[:10].any() and not label[:, :10].any()  # outside the box
@@ -164,3 +165,35 @@ def test_bad_options_name_the_image(options):
     image, _ = scene()
     with pytest.raises(ValueError, match="img_7: need upsample_to >= 0 and 0 <= core < 1"):
         grabcut_labels(image, np.zeros((0, 4)), np.zeros(0), name="img_7", **options)
+
+
+def test_small_box_rule_keeps_the_rectangle_and_counts_it():
+    # Hand-made boxes on the disk scene: 4 px wide (below min_size = 5) and 3 px tall keep their
+    # whole rectangle, counted as fallback_small; the 5 x 5 box, the disk's 24 x 24 box and a
+    # 40 x 30 box go to GrabCut. Only the last is above 32 x 32 px (1200 > 1024 pixels), so it
+    # alone is counted in boxes_over_32px, and not as a fallback.
+    image, _ = scene()
+    boxes = np.array(
+        [[2, 2, 6, 20], [50, 40, 62, 43], [44, 2, 49, 7], [18, 12, 42, 36], [0, 0, 40, 30]],
+        np.float32,
+    )
+    labels = np.array([1, 2, 4, 3, 5])
+    label, counts = grabcut_labels(image, boxes, labels)
+    assert counts["fallback_small"] == 2
+    assert counts["grabcut"] + counts["fallback_empty"] == 3
+    assert (label[2:20, 2:6] == 1).all() and (label[40:43, 50:62] == 2).all()
+    assert counts["boxes_over_32px"] == 1 and counts["fallback_over_32px"] == 0
+    # min_size = 4 sends the 4-px-wide box to GrabCut too; the 3-px-tall one still falls back.
+    _, counts = grabcut_labels(image, boxes, labels, min_size=4)
+    assert counts["fallback_small"] == 1
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_grabcut_box_resamples_and_returns_the_input_size(scale):
+    image, disk = scene()
+    init = np.full(SIZE, cv2.GC_BGD, np.uint8)
+    init[12:36, 18:42] = cv2.GC_PR_FGD
+    foreground = grabcut_box(image, init, scale=scale)
+    assert foreground.shape == SIZE
+    assert iou(foreground, disk) > 0.85
+    assert not foreground[init == cv2.GC_BGD].any()

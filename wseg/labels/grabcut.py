@@ -1,7 +1,7 @@
 """GrabCut pseudo labels from boxes (Rother et al. 2004), as used by Box2Seg and Box2Tag baselines.
 
-One OpenCV GrabCut per box, initialised from the box; the box segmentations are merged with the
-Bbox-Rect overlap rule (smallest box wins).
+One OpenCV GrabCut per box, initialised from the box with its centre fixed to foreground; the box
+segmentations are merged with the Bbox-Rect overlap rule (smallest box wins).
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ FALLBACK_REASONS = (
     "fallback_covered",
     "fallback_empty",
 )
+
+
+LARGE_AREA = 32 * 32
+"""Boxes above this many pixels (COCO's small-object area) are counted apart in the statistics
+(``boxes_over_32px``, ``fallback_over_32px``): GrabCut should segment nearly all of them."""
 
 
 def _validate(boxes: np.ndarray, labels: np.ndarray, size: tuple[int, int], name: str) -> None:
@@ -65,18 +70,23 @@ def grabcut_box(
         iterations: GrabCut iterations (colour-model re-estimation + graph cut).
         seed: Seed of OpenCV's random generator (k-means initialisation of the GMMs), so that
             the result is reproducible.
-        scale: Upsampling factor (``>= 1``): GrabCut runs on the image resized bicubically and the
-            mask by nearest neighbour; the foreground comes back by area averaging (a pixel is
-            foreground when at least half of it is).
+        scale: Resampling factor (``> 0``): GrabCut runs on the image resized (bicubic up,
+            area-averaged down) and the mask by nearest neighbour; the foreground comes back to
+            the input size by area averaging up-sampled results, bilinearly for down-sampled ones
+            (a pixel is foreground when at least half of it is).
 
     Returns:
         ``bool`` ``H, W`` foreground (``GC_FGD`` or ``GC_PR_FGD`` after GrabCut).
 
     """
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
     height, width = init.shape
-    if scale > 1.0:
-        resized = (round(width * scale), round(height * scale))
-        image = cv2.resize(image, resized, interpolation=cv2.INTER_CUBIC)
+    resample = scale != 1.0
+    if resample:
+        resized = (max(round(width * scale), 1), max(round(height * scale), 1))
+        method = cv2.INTER_CUBIC if scale > 1.0 else cv2.INTER_AREA
+        image = cv2.resize(image, resized, interpolation=method)
         init = cv2.resize(init, resized, interpolation=cv2.INTER_NEAREST)
     mask = init.copy()
     background_model = np.zeros((1, 65), np.float64)
@@ -87,10 +97,9 @@ def grabcut_box(
         bgr, mask, None, background_model, foreground_model, iterations, cv2.GC_INIT_WITH_MASK
     )
     foreground = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-    if scale > 1.0:
-        coverage = cv2.resize(
-            foreground.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA
-        )
+    if resample:
+        method = cv2.INTER_AREA if scale > 1.0 else cv2.INTER_LINEAR
+        coverage = cv2.resize(foreground.astype(np.float32), (width, height), interpolation=method)
         foreground = coverage >= 0.5
     return foreground
 
@@ -103,7 +112,7 @@ def grabcut_labels(
     context: float | None = 1.0,
     min_size: int = 5,
     upsample_to: int = 0,
-    core: float = 0.0,
+    core: float = 0.2,
     name: str = "image",
 ) -> tuple[np.ndarray, Counter]:
     """Compute the GrabCut pseudo label map of one image from its boxes.
@@ -123,16 +132,30 @@ def grabcut_labels(
     pixel claimed by several boxes gets the smallest box's class (the Bbox-Rect rule); pixels no box
     claims are background (0).
 
-    Beyond standard GrabCut-from-box, both off by default so that ``grabcut`` stays the baseline
-    the papers compare with: ``upsample_to`` runs small boxes at a larger scale (GrabCut's model
-    unchanged, only the object size normalised); ``core`` fixes the box centre to foreground.
+    The box centre (``core``, 20% of its area) is definite foreground by default, as Bbox-Seg
+    clamps its box centres (Papandreou et al. 2015, alpha = 20%). Measured per box on tiny_coco's
+    100 photographs (``benchmarks/box_diagnosis.py``), plain GrabCut from the box (``core=0``)
+    returned no foreground for 220 of 476 boxes (97 of the 304 above 32 x 32 px), whatever the
+    iterations (5 or 10: the same 220), and each fell back to its rectangle; with the whole box
+    only probable foreground, OpenCV's fixed smoothness (``gamma = 50``) lets an all-background
+    cut win wherever the box's colours also occur in its surround. That is why plain GrabCut lost to
+    the rectangle (box F-beta 60.1 vs 61.3 on train2017). With the centre fixed no box >32 px fell
+    back (1 in all) and F-beta / mIoU rose to 69.5 / 63.7 (train2017) and 74.4 / 71.2 (val2017)
+    against the rectangle's 61.3 / 55.6 and 65.0 / 60.9, at 1.1x the time per box.
+
+    Small boxes: a box narrower or shorter than ``min_size`` (5) pixels keeps its whole rectangle
+    (``fallback_small``): too few pixels for GrabCut's 5-component colour models, and a rectangle
+    a few pixels across is already close to its object (box F-beta of the rectangle on tiny_coco's
+    boxes under 16 px: 73.5). ``upsample_to`` (off by default) runs small boxes at a larger scale:
+    with 128, F-beta rises by another 0.6-1.3 points, at 1.7-2x the time.
 
     Fallback to the box rectangle, counted per reason in the returned counter: a box narrower or
-    shorter than ``min_size`` pixels (too small to fit GrabCut's 5-component colour models:
-    ``fallback_small``), a crop without any background pixel (the box covers the whole crop:
-    ``fallback_no_background``), a box wholly covered by smaller boxes of other classes
-    (``fallback_covered``), or GrabCut returning no foreground (``fallback_empty``). Boxes with
-    no pixels inside the image are counted as ``skipped_empty_box`` and paint nothing.
+    shorter than ``min_size`` pixels (``fallback_small``), a crop without any background pixel
+    (the box covers the whole crop: ``fallback_no_background``), a box wholly covered by smaller
+    boxes of other classes (``fallback_covered``), or GrabCut returning no foreground
+    (``fallback_empty``). Boxes with no pixels inside the image are counted as
+    ``skipped_empty_box`` and paint nothing. Boxes above 32 x 32 px are also counted in
+    ``boxes_over_32px``, and those of them that fell back in ``fallback_over_32px``.
 
     Args:
         image: RGB ``uint8`` ``H, W, 3``.
@@ -142,20 +165,13 @@ def grabcut_labels(
         context: Crop margin around each box, in box sizes; ``None`` runs on the whole image.
         min_size: Smallest box width and height (pixels) given to GrabCut.
         upsample_to: Crops of boxes with ``sqrt(area)`` below this many pixels are upsampled so
-            that it reaches it (0: never, plain GrabCut). GrabCut's smoothness weight (OpenCV's
-            fixed ``gamma = 50``) was set for objects hundreds of pixels across; an object's
-            colour gain grows with its area and its boundary cost with its perimeter, so small
-            boxes collapse to no foreground. Upsampling by ``s`` scales the first by ``s^2``, the
-            second by ``s``. On tiny_coco (half its boxes below 48 px) plain GrabCut found no
-            foreground in 46% of the boxes, 128 in 20%; box F-beta rose from 60.1 / 62.3 to
-            65.6 / 66.9 (train2017 / val2017), synthetic 89.2 -> 94.8, at several times the cost
-            (``benchmarks/pseudo_label_quality.py``).
+            that it reaches it (0: never). OpenCV's smoothness weight is fixed; an object's
+            colour gain grows with its area and its boundary cost with its perimeter, so
+            upsampling by ``s`` favours keeping small objects (``s^2`` vs ``s``).
         core: Fraction of each box's area, the box shrunk about its centre by ``sqrt(core)`` per
-            side, set to definite foreground (``GC_FGD``), as Bbox-Seg clamps its box centres
-            (Papandreou et al. use 20%); 0 is standard GrabCut (the whole box probable
-            foreground). With 0.2, no box of tiny_coco fell back for lack of foreground and box
-            F-beta rose to 69.5 / 74.4 (with ``upsample_to=128``: 70.8 / 75.0); a centre that is
-            background (a ring, a thin diagonal object) becomes a false positive.
+            side, set to definite foreground (``GC_FGD``); 0 is textbook GrabCut (the whole box
+            probable foreground). A centre that is background (a ring, a thin diagonal object)
+            becomes a false positive.
         name: Image name for error messages.
 
     Returns:
@@ -185,8 +201,11 @@ def grabcut_labels(
     for k in paint_order(boxes, size):
         foreground, outcome = outcomes[k]
         counts[outcome] += 1
+        r0, r1, c0, c1 = box_pixel_bounds(boxes[k], size)
+        if (r1 - r0) * (c1 - c0) > LARGE_AREA:
+            counts["boxes_over_32px"] += 1
+            counts["fallback_over_32px"] += outcome in FALLBACK_REASONS
         if foreground is not None:
-            r0, r1, c0, c1 = box_pixel_bounds(boxes[k], size)
             out[r0:r1, c0:c1][foreground] = labels[k]
     return out, counts
 
@@ -199,7 +218,7 @@ def grabcut_boxes(
     context: float | None = 1.0,
     min_size: int = 5,
     upsample_to: int = 0,
-    core: float = 0.0,
+    core: float = 0.2,
     name: str = "image",
 ) -> list[tuple[np.ndarray | None, str]]:
     """Segment every box of an image with GrabCut, unmerged: the per-box half of `grabcut_labels`.
