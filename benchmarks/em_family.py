@@ -146,7 +146,7 @@ def main() -> None:
             print(f"{name}: val mIoU {miou:.1f} ({seconds:.0f} s)", flush=True)
     print(f"\n{describe_data(args, len(source))}")
     print("Pseudo labels vs the true training masks (mIoU %)")
-    print(f"  Bbox-Rect {quality['rect']:.1f}   Bbox-Seg (CRF, alpha 0.2) {quality['crf']:.1f}")
+    print(f"  Bbox-Rect {quality['rect']:.1f}   Bbox-Seg (CRF from boxes) {quality['crf']:.1f}")
     print(
         f"\nval mIoU (%) after {args.steps} steps of {args.batch_size} images "
         f"(semi / strong-only: |F| = {args.num_strong}, {args.strong_per_batch} strong per batch; "

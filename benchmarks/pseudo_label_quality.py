@@ -4,8 +4,9 @@ Prints, on the synthetic dataset and on tiny_coco (real photographs, COCO -> VOC
 split and both together), all measured in one run: mIoU, mean F-beta (beta^2 = 0.3, mean over
 classes of the per-box F-beta, Box2Tag's Table 1 metric) and over boxes, GrabCut's fallbacks (all,
 and of the boxes above COCO's small-object area, 32 x 32 px), the generator's time per box on one
-core, and GrabCut's time relative to its previous defaults (``grabcut (old)``, also printed; the
-CRF's defaults did not change), beside the published figures for the same algorithm on VOC:
+core, and each refiner's time relative to its previous defaults (``grabcut (old)``: textbook
+GrabCut; ``crf (old)``: the paper's alpha = 20% with DeepLab's CRF; both also printed), beside the
+published figures for the same algorithm on VOC:
 
     python -m benchmarks.pseudo_label_quality [--coco-root ../shared/data/tiny_coco] [--workers 2]
         [--datasets tiny_coco] [--methods rect grabcut] [--grabcut-options '{"core": 0}']
@@ -34,6 +35,7 @@ from wseg.metrics import mean_iou
 
 OLD_DEFAULTS: dict[str, dict[str, Any]] = {
     "grabcut": {"iterations": 5, "context": 1.0, "min_size": 5, "upsample_to": 0, "core": 0.0},
+    "crf": {"alpha": 0.2, "box_prior": 0.6, "crf": {"bilateral_compat": 4.0}},
 }
 """The generators' defaults before the box-segmenter diagnosis (issue 15), for the speed ratio."""
 

@@ -45,14 +45,14 @@ def test_crf_options_take_the_tuned_choice_then_explicit_ones(tmp_path: Path) ->
 
 def test_store_is_made_where_planned_and_resumed(tmp_path: Path) -> None:
     extra = tiny_data_args(tmp_path / "syn")
-    generator = build_generator("crf", alpha=0.3)
+    generator = build_generator("crf", alpha=0.4)
     plan = store_plan(SETTINGS["demo"], extra, generator, tmp_path / "stores")
     assert plan["dataset"]["split"] == "train" and "pseudo_labels" not in plan["data"]
     assert not plan["path"].exists() and not (tmp_path / "syn").exists()  # planning reads nothing
     path = make_store(SETTINGS["demo"], extra, generator, tmp_path / "stores")
     assert path == plan["path"]
     store = PseudoLabelStore(path)
-    assert store.manifest["config"]["options"]["alpha"] == 0.3
+    assert store.manifest["config"]["options"]["alpha"] == 0.4
     assert [run["generated"] for run in store.manifest["runs"]] == [4]
     label_file = next(path.glob("*.png"))
     label_file.unlink()  # an interrupted run: one label missing
@@ -66,9 +66,9 @@ def test_store_is_made_where_planned_and_resumed(tmp_path: Path) -> None:
 def test_dry_run_writes_the_fit_config_on_the_planned_store(tmp_path: Path, capsys) -> None:
     extra = tiny_data_args(tmp_path / "syn")
     out = tmp_path / "runs"
-    args = ["bbox-seg", "--setting", "demo_semi", "--out", str(out), "-o", "alpha=0.3"]
+    args = ["bbox-seg", "--setting", "demo_semi", "--out", str(out), "-o", "alpha=0.4"]
     assert main([*args, "--dry-run", "--", *extra]) == {}
-    generator = build_generator("crf", alpha=0.3)
+    generator = build_generator("crf", alpha=0.4)
     plan = store_plan(SETTINGS["demo_semi"], extra, generator, out / "demo_semi" / "stores")
     printed = capsys.readouterr().out
     assert f"store: {plan['path']}" in printed and "wseg fit --config" in printed

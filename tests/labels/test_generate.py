@@ -70,7 +70,10 @@ def test_crf_generator_config_holds_every_crf_parameter():
     options = CRFGenerator(crf={"iterations": 5}).options()
     assert options["crf"]["iterations"] == 5
     assert {"bilateral_sxy", "bilateral_srgb", "gaussian_sxy"} <= options["crf"].keys()
-    assert options["alpha"] == 0.2
+    assert options["alpha"] == 0.3
+    # A partial ``crf`` dict keeps the generator's own departures from DeepLab's parameters.
+    assert options["crf"]["bilateral_compat"] == 8.0
+    assert CRFGenerator(crf={"bilateral_compat": 4}).options()["crf"]["bilateral_compat"] == 4
 
 
 def test_box_unaries_hand_computed():

@@ -2,7 +2,8 @@
 
 Eight tiny_coco val2017 photographs (COCO -> VOC classes, instance masks), scored with Box2Tag's
 per-box F-beta. Textbook GrabCut (``core=0``) does not beat the rectangle here (it returns no
-foreground for many boxes, which fall back), so this fails if the defaults regress to it.
+foreground for many boxes, which fall back), and the CRF at the paper's alpha with DeepLab's
+parameters gains too little, so this fails if the defaults regress to either.
 """
 
 import numpy as np
@@ -16,8 +17,9 @@ from wseg.labels.quality import box_fbeta
 NUM_IMAGES = 8
 GRABCUT_MARGIN = 0.05
 """How much higher (F-beta / 100) GrabCut must score than the rectangle (measured: 77.3 vs 66.2)."""
-CRF_MARGIN = 0.01
-"""How much higher the CRF must score than the rectangle (measured: 68.7 vs 66.2)."""
+CRF_MARGIN = 0.04
+"""How much higher the CRF must score than the rectangle (measured: 72.4 vs 66.2; the paper's
+alpha = 0.2 with DeepLab's CRF parameters: 68.7, which fails)."""
 
 pytestmark = pytest.mark.skipif(
     not TINY_COCO.is_dir(), reason=f"{TINY_COCO} (the shared real photographs) is not here"

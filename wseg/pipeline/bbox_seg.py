@@ -48,8 +48,8 @@ def crf_options(tuned: Path | None, options: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         tuned: YAML written by ``python -m wseg.labels.tune --out`` (its ``options`` are used),
-            or None for the generator's defaults (``alpha`` 0.2, as the paper).
-        options: Explicit options, applied last (e.g. ``{"alpha": 0.3}``).
+            or None for the generator's defaults (``alpha`` 0.3; the paper's is 0.2).
+        options: Explicit options, applied last (e.g. ``{"alpha": 0.2}``).
 
     Returns:
         Keyword arguments of `wseg.labels.generate.CRFGenerator`.
