@@ -1,11 +1,14 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from lightning import Trainer
 from PIL import Image
 
 from tests.data.fixtures_datamodule import CLASSES, MemorySource
-from wseg.callbacks import PredictionWriter, save_palette_png
+from wseg.callbacks import PredictionWriter, ValidationOverlays, save_palette_png
 from wseg.data import WeakSegDataModule
 from wseg.data.records import voc_palette
 from wseg.methods.supervised import Supervised
@@ -84,21 +87,31 @@ def test_prediction_writer_crops_to_the_size_of_each_image(tmp_path) -> None:
         assert np.asarray(png).shape == (2, 3)
 
 
+class Memory(WeakSegDataModule):
+    """The real datamodule over in-memory samples of the given sizes (no files)."""
+
+    def __init__(self, sizes: list[tuple[int, int]], val_batch_size: int = 2) -> None:
+        super().__init__(crop_size=24, batch_size=2, val_batch_size=val_batch_size, num_workers=0)
+        self._class_names = CLASSES
+        self.sizes = sizes
+
+    def make_source(self, split, evaluation: bool = False):
+        return MemorySource(len(self.sizes), prefix=split, sizes=self.sizes)
+
+
+def tiny_model(**kwargs) -> Supervised:
+    torch.manual_seed(0)
+    return Supervised(
+        num_classes=len(CLASSES),
+        encoder="tu-mobilenetv3_small_050",
+        encoder_weights=None,
+        **kwargs,
+    )
+
+
 def test_predict_with_batches_of_differently_sized_images_writes_each_size(tmp_path) -> None:
     sizes = [(40, 48), (28, 36), (36, 24)]
-
-    class Mixed(WeakSegDataModule):
-        def __init__(self) -> None:
-            super().__init__(crop_size=24, batch_size=2, val_batch_size=2, num_workers=0)
-            self._class_names = CLASSES
-
-        def make_source(self, split):
-            return MemorySource(len(sizes), prefix=split, sizes=sizes)
-
-    torch.manual_seed(0)
-    model = Supervised(
-        num_classes=len(CLASSES), encoder="tu-mobilenetv3_small_050", encoder_weights=None
-    )
+    model = tiny_model()
     writer = PredictionWriter(output_dir=str(tmp_path))
     trainer = Trainer(
         accelerator="cpu",
@@ -108,7 +121,7 @@ def test_predict_with_batches_of_differently_sized_images_writes_each_size(tmp_p
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    predictions = trainer.predict(model, datamodule=Mixed(), return_predictions=True)
+    predictions = trainer.predict(model, datamodule=Memory(sizes), return_predictions=True)
     assert [p["pred"].shape for p in predictions] == [(2, 40, 48), (1, 36, 24)]  # padded batch
     assert torch.equal(predictions[0]["size"], torch.tensor([[40, 48], [28, 36]]))
     assert writer.written == len(sizes)
@@ -118,3 +131,57 @@ def test_predict_with_batches_of_differently_sized_images_writes_each_size(tmp_p
     padded = predictions[0]["pred"][1]
     with Image.open(tmp_path / "val001.png") as png:
         assert np.array_equal(np.asarray(png), padded[:28, :36].numpy())
+
+
+def test_overlays_show_every_n_epochs_and_the_last_validation_of_a_step_limited_fit(
+    tmp_path,
+) -> None:
+    """Validations end epochs 0, 1 and 2; ``max_steps`` stops the fit one step into epoch 3."""
+    overlays = ValidationOverlays(every_n_epochs=5, num_images=1)
+    trainer = Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[overlays],
+        max_steps=7,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(tiny_model(log_images_every_n_epochs=0), datamodule=Memory([(24, 24)] * 4, 1))
+    assert trainer.global_step == 7  # three full epochs of 2 steps, one step into the fourth
+    # epoch 0 is on the grid of 5, epoch 1 is not, epoch 2 is the fit's last validation
+    folders = sorted(path.name for path in (tmp_path / "overlays").iterdir())
+    assert folders == ["epoch_000", "epoch_002"]
+    (png,) = (tmp_path / "overlays" / "epoch_002").glob("*.png")
+    with Image.open(png) as image:
+        assert image.size[1] == 24
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TRAINING_CONFIGS = sorted(
+    path for path in EXPERIMENTS.rglob("*.yaml") if "trainer" in yaml.safe_load(path.read_text())
+)
+
+
+def test_training_experiments_are_found() -> None:
+    names = {path.relative_to(EXPERIMENTS).as_posix() for path in TRAINING_CONFIGS}
+    assert {"demo/supervised.yaml", "supervised_voc.yaml", "box2seg/voc_pretrain.yaml"} <= names
+    assert len(names) >= 60
+
+
+@pytest.mark.parametrize(
+    "config", TRAINING_CONFIGS, ids=lambda p: p.relative_to(EXPERIMENTS).as_posix()
+)
+def test_every_training_experiment_logs_the_learning_rate_each_step(config: Path) -> None:
+    callbacks = yaml.safe_load(config.read_text())["trainer"].get("callbacks") or []
+    monitors = [
+        callback.get("init_args") or {}
+        for callback in callbacks
+        if callback["class_path"]
+        in ("LearningRateMonitor", "lightning.pytorch.callbacks.LearningRateMonitor")
+    ]
+    assert monitors == [{"logging_interval": "step"}]

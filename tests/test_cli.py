@@ -1,6 +1,7 @@
 """The command line end to end on the real datamodule with a tiny synthetic dataset."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -144,25 +145,64 @@ def test_bbox_rect_fits_from_the_command_line(tmp_path) -> None:
     assert cli.trainer.global_step == 2
 
 
-def test_wandb_gets_config_and_overlays(tmp_path, monkeypatch) -> None:
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}/")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_wandb_run_holds_the_resolved_config_the_best_miou_and_last_overlays(
+    tmp_path, monkeypatch
+) -> None:
+    """W&B config: the resolved config, hparams beside it; summary: the best val/miou."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    callbacks = [
+        {"class_path": "ModelCheckpoint", "init_args": {"monitor": "val/miou", "mode": "max"}},
+        {"class_path": "LearningRateMonitor", "init_args": {"logging_interval": "step"}},
+    ]
+    config = tmp_path / "experiment.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
     cli = main(
-        ["fit", "--model", "Supervised", "--model.encoder", "tu-mobilenetv3_small_050"]
-        + ["--model.log_images_every_n_epochs", "1", "--data", "WeakSegDataModule"]
-        + common(tmp_path / "synthetic", tmp_path)
-        + ["--trainer.max_epochs", "1", "--trainer.logger", "WandbLogger"]
-        + ["--trainer.logger.offline", "true", "--trainer.logger.save_dir", str(tmp_path)]
+        ["fit", "--config", str(config), "--model", "Supervised", "--model.lr", "0.05"]
+        + ["--model.encoder", "tu-mobilenetv3_small_050", "--model.log_images_every_n_epochs", "5"]
+        + ["--data", "WeakSegDataModule", *common(tmp_path / "synthetic", tmp_path)]
+        + ["--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1"]
+        + ["--trainer.logger", "WandbLogger", "--trainer.logger.offline", "true"]
+        + ["--trainer.logger.save_dir", str(tmp_path)]
     )
     run = cli.trainer.logger.experiment
-    assert run.config["model/init_args/encoder"] == "tu-mobilenetv3_small_050"
-    assert run.config["data/init_args/crop_size"] == 64
+    folder = Path(cli.trainer.checkpoint_callback.dirpath).parent
+    resolved = flatten(yaml.safe_load((folder / "config.yaml").read_text()))
+    assert resolved["model/init_args/encoder"] == "tu-mobilenetv3_small_050"
+    assert resolved["optimizer"] is None  # the CLI's own optimizer argument, unused
+    assert {key: run.config[key] for key in resolved} == resolved
+    hparams = {key: value for key, value in cli.model.hparams.items() if key[0] != "_"}
+    for key, value in hparams.items():  # the linked num_classes and class_names included
+        assert run.config[f"hparams/{key}"] == (list(value) if isinstance(value, tuple) else value)
+    assert run.config["hparams/optimizer"] == "sgd"
+    assert "encoder" not in run.config and "num_classes" not in run.config
     files = Path(run.dir)
     saved = yaml.safe_load((files / "lightning_config.yaml").read_text())
     assert saved["model"]["class_path"] == "wseg.methods.Supervised"
+    best = float(cli.trainer.checkpoint_callback.best_model_score)
+    last = float(cli.trainer.callback_metrics["val/miou"])
+    assert last < best, "this seeded fit's val/miou drops in epoch 1: best and last differ"
+    assert run.summary["val/miou"] == pytest.approx(best)
+    assert run.summary["val/miou_last"] == pytest.approx(last)
+    assert any(key.startswith("lr-SGD") for key in run.summary.keys())
     run.finish()
+    # overlays every 5 epochs (epoch 0) and at the fit's last validation (epoch 1)
     panels = list((files / "media" / "images" / "val").glob("overlays_*.png"))
-    assert panels, sorted(str(p.relative_to(files)) for p in files.rglob("*"))
+    assert len({panel.name.split("_")[1] for panel in panels}) == 2, panels
+    assert sorted(path.name for path in (folder / "overlays").iterdir()) == [
+        "epoch_000",
+        "epoch_001",
+    ]
 
 
 def read_metric(run_dir: Path, name: str) -> float:
@@ -186,6 +226,45 @@ def test_ddp_validation_miou_equals_single_process(fitted, tmp_path) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
         results[devices] = read_metric(out, "val/miou")
     assert results[2] == pytest.approx(results[1], abs=1e-6)
+
+
+DDP_WANDB_SCRIPT = """
+import json, sys
+from pathlib import Path
+from wseg.cli import main
+
+cli = main(sys.argv[2:])
+if cli.trainer.is_global_zero:
+    run = cli.trainer.logger.experiment
+    summary = {key: run.summary[key] for key in ("val/miou", "val/miou_last")}
+    summary["best"] = float(cli.trainer.checkpoint_callback.best_model_score)
+    summary["hparams/optimizer"] = run.config["hparams/optimizer"]
+    Path(sys.argv[1]).write_text(json.dumps(summary))
+    run.finish()
+"""
+
+
+@pytest.mark.slow
+def test_wandb_summary_under_ddp_comes_from_rank_zero(tmp_path) -> None:
+    script, result = tmp_path / "fit.py", tmp_path / "summary.json"
+    script.write_text(DDP_WANDB_SCRIPT)
+    config = tmp_path / "experiment.yaml"
+    monitor = {"class_path": "ModelCheckpoint", "init_args": {"monitor": "val/miou"}}
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [monitor]}}))
+    command = [sys.executable, str(script), str(result), "fit", "--config", str(config)]
+    command += ["--model", "Supervised", *MODEL, "--data", "WeakSegDataModule"]
+    command += common(tmp_path / "synthetic", tmp_path) + ["--trainer.max_epochs", "2"]
+    command += ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    command += ["--trainer.logger", "WandbLogger", "--trainer.logger.offline", "true"]
+    command += ["--trainer.logger.save_dir", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_DIR=str(tmp_path))
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(result.read_text())
+    assert summary["val/miou"] == pytest.approx(summary["best"])
+    assert 0.0 <= summary["val/miou_last"] <= summary["val/miou"]
+    assert summary["hparams/optimizer"] == "sgd"
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1  # rank 1 made no run
 
 
 def test_wandb_runs_sharing_a_save_dir_keep_their_own_files(tmp_path, monkeypatch) -> None:

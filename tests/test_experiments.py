@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_data import TINY_COCO
+from tiny_data import TINY_COCO, write_box_only_coco
 
 from wseg.cli import main
+from wseg.data.config import datamodule_from_config
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.generate import build_generator, generate
@@ -71,6 +72,7 @@ def tiny_roots(tmp_path_factory) -> dict[str, Path]:
         "voc": root / "voc",
         "cityscapes": root / "cityscapes",
         "coco": TINY_COCO,
+        "byod": write_box_only_coco(root, tmp_path_factory.mktemp("data") / "my_dataset"),
     }
 
 
@@ -103,9 +105,11 @@ def test_every_experiment_is_found() -> None:
 def test_experiment_fits_a_few_batches(config: Path, tiny_roots, tiny_stores, tmp_path) -> None:
     data = data_section(config)
     dataset = data["dataset"]
-    if dataset == "coco" and not TINY_COCO.is_dir():
+    own_data = "byod" in config.parts  # a user's layout: the tiny box-only COCO JSON
+    if dataset == "coco" and not own_data and not TINY_COCO.is_dir():
         pytest.skip(f"{TINY_COCO} (the shared real photographs) is not beside this checkout")
-    args = ["fit", "--config", str(config), "--data.init_args.root", str(tiny_roots[dataset])]
+    root = tiny_roots["byod" if own_data else dataset]
+    args = ["fit", "--config", str(config), "--data.init_args.root", str(root)]
     if dataset == "synthetic":
         args += ["--data.init_args.synthetic_num_train", str(SYNTHETIC["num_train"])]
         args += ["--data.init_args.synthetic_num_val", str(SYNTHETIC["num_val"])]
@@ -113,6 +117,12 @@ def test_experiment_fits_a_few_batches(config: Path, tiny_roots, tiny_stores, tm
     if data.get("pseudo_labels"):  # a store made by an earlier stage: make it for the tiny data
         store = tiny_stores(dataset, data.get("train_split", "train"))
         args += ["--data.init_args.pseudo_labels", str(store)]
+    if own_data:  # the walk-through's store, made from the run's own data section
+        readers = datamodule_from_config(config, [f"init_args.root={root}"])
+        source = readers.make_source(readers.train_split)
+        identity = {"name": "coco", "root": str(root), "split": readers.train_split}
+        summary = generate(source, build_generator("rect"), tmp_path, identity, progress=False)
+        args += ["--data.init_args.pseudo_labels", str(summary.store.path)]
     if data.get("strong_per_batch"):  # a fixed F share of the tiny batches of 2
         args += ["--data.init_args.strong_per_batch", "1"]
     args += stage_overrides(config)

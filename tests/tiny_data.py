@@ -26,3 +26,65 @@ def data_args(root: Path, values: dict[str, Any]) -> list[str]:
 TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
 """The 100 shared real COCO photographs (``../shared/data/tiny_coco``); tests using them skip,
 saying so, in a checkout that has no ``../shared`` beside it."""
+
+
+BYOD_CATEGORIES = {
+    11: "crack",
+    12: "pothole",
+    13: "patch",
+    14: "sign",
+    15: "manhole",
+    16: "marking",
+}
+"""The tiny box-only dataset's own categories (COCO ids and names that no built-in class list has),
+standing for the synthetic set's six classes in order."""
+
+
+def write_box_only_coco(synthetic_root: Path, out: Path, photos: int = 3) -> Path:
+    """A user's dataset in the COCO layout, made from a generated synthetic set (VOC layout).
+
+    ``out/train`` and ``out/val`` hold the JPEGs; ``annotations/instances_train.json`` has boxes
+    only (``bbox``, no ``segmentation``), ``instances_val.json`` boxes and RLE masks, both with
+    `BYOD_CATEGORIES`. ``out/new_photos`` holds ``photos`` unlabelled images (for ``segment``).
+    """
+    import numpy as np
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from wseg.data.datasets import make_source
+
+    ids = sorted(BYOD_CATEGORIES)
+    for split, with_masks in (("train", False), ("val", True)):
+        source = make_source("synthetic", synthetic_root, split)
+        images, annotations = [], []
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for index in range(len(source)):
+            sample = source[index]
+            name = f"{split}_{index:03d}.jpg"
+            Image.fromarray(sample.image).save(out / split / name, quality=95)
+            height, width = sample.size
+            images.append({"id": index + 1, "file_name": name, "height": height, "width": width})
+            for k, (box, label) in enumerate(zip(sample.boxes, sample.labels)):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                annotation = {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": ids[int(label) - 1],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "iscrowd": 0,
+                }
+                if with_masks:
+                    rle = mask_utils.encode(np.asfortranarray(sample.instance_masks[k], np.uint8))
+                    annotation["segmentation"] = {
+                        "counts": rle["counts"].decode(),
+                        "size": rle["size"],
+                    }
+                annotations.append(annotation)
+            if split == "val" and index < photos:
+                (out / "new_photos").mkdir(exist_ok=True)
+                Image.fromarray(sample.image).save(out / "new_photos" / f"photo_{index}.jpg")
+        categories = [{"id": i, "name": n} for i, n in BYOD_CATEGORIES.items()]
+        (out / "annotations").mkdir(parents=True, exist_ok=True)
+        data = {"images": images, "annotations": annotations, "categories": categories}
+        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+    return out

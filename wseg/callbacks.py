@@ -1,12 +1,16 @@
-"""Callbacks: validation overlays (W&B panels, PNG files), palette-PNG predictions, W&B config.
+"""Callbacks: validation overlays (W&B panels, PNG files), palette-PNG predictions, W&B run.
 
-The prediction writer writes one palette PNG per image id; config saving also reaches W&B.
+The prediction writer writes one palette PNG per image id; config saving also reaches W&B, with
+the hyperparameters beside the resolved config and the best validation score in the summary.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from argparse import Namespace
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 from torch import Tensor
 
@@ -116,12 +121,22 @@ class PredictionWriter(BasePredictionWriter):
             self.written += 1
 
 
+Shown = list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
+"""Overlay images of one validation: (id, image, ground truth, prediction) each."""
+
+
 class ValidationOverlays(Callback):
-    """Every n epochs, show the first validation images with ground truth and prediction.
+    """Every n epochs and at a fit's last validation, show the first validation images.
 
     With a `WandbLogger` they go to W&B as ``val/overlays`` (the image with toggleable
     ground-truth and prediction masks); in every case they are written as PNG panels
     (image | ground truth | prediction) to ``<run folder>/overlays/epoch_<e>/<id>.png``.
+
+    The last validation of a fit is shown whatever ended the fit (``max_epochs``, ``max_steps``
+    in mid-epoch, early stopping, ``max_time``): a rule such as ``epoch == max_epochs - 1`` would
+    miss all but the first. So the images of every validation are kept (rank zero), and those of
+    the last one, if its epoch is not a multiple of n, are shown in ``on_train_end``, under that
+    validation's epoch and global step.
 
     Args:
         every_n_epochs: Epoch interval (epoch 0 included).
@@ -132,19 +147,20 @@ class ValidationOverlays(Callback):
     def __init__(self, every_n_epochs: int = 5, num_images: int = 4) -> None:
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
-        self._shown: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._shown: Shown = []
+        self._pending: tuple[Shown, int, int] | None = None
         self._run_dir = Path(".")
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Resolve the run's folder on every process (`run_dir` is a collective)."""
         self._run_dir = run_dir(trainer)
 
-    def _active(self, trainer: Trainer) -> bool:
-        return (
-            not trainer.sanity_checking
-            and trainer.is_global_zero
-            and trainer.current_epoch % self.every_n_epochs == 0
-        )
+    def _collecting(self, trainer: Trainer) -> bool:
+        return not trainer.sanity_checking and trainer.is_global_zero
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Forget images kept from before this fit."""
+        self._pending = None
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start a new set of images."""
@@ -160,7 +176,7 @@ class ValidationOverlays(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         """Keep images until ``num_images`` are collected."""
-        if not self._active(trainer) or len(self._shown) >= self.num_images:
+        if not self._collecting(trainer) or len(self._shown) >= self.num_images:
             return
         for index in range(min(len(batch["id"]), self.num_images - len(self._shown))):
             size = batch["size"][index] if "size" in batch else None
@@ -174,14 +190,30 @@ class ValidationOverlays(Callback):
             )
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Send the collected images to W&B and write the PNG panels."""
-        if not self._active(trainer) or not self._shown:
+        """Show the images every n epochs; keep them otherwise, in case the fit ends here."""
+        if not self._collecting(trainer) or not self._shown:
             return
+        shown = (self._shown, trainer.current_epoch, trainer.global_step)
+        self._shown = []
+        self._pending = None if trainer.current_epoch % self.every_n_epochs == 0 else shown
+        if self._pending is None:
+            self._show(trainer, pl_module, *shown)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Show the fit's last validation if its epoch was not one of the n."""
+        if self._pending is not None and trainer.is_global_zero:
+            self._show(trainer, pl_module, *self._pending)
+        self._pending = None
+
+    def _show(
+        self, trainer: Trainer, pl_module: LightningModule, shown: Shown, epoch: int, step: int
+    ) -> None:
+        """Write the PNG panels of one validation and send its images to W&B."""
         names = getattr(pl_module, "class_names", None) or []
         labels = {i: name for i, name in enumerate(names)} | {IGNORE_INDEX: "ignore"}
-        folder = self._run_dir / "overlays" / f"epoch_{trainer.current_epoch:03d}"
+        folder = self._run_dir / "overlays" / f"epoch_{epoch:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        for image_id, image, mask, pred in self._shown:
+        for image_id, image, mask, pred in shown:
             Image.fromarray(panel(image, mask, pred)).save(folder / f"{_safe_name(image_id)}.png")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -196,25 +228,75 @@ class ValidationOverlays(Callback):
                             "prediction": {"mask_data": pred, "class_labels": labels},
                         },
                     )
-                    for image_id, image, mask, pred in self._shown
+                    for image_id, image, mask, pred in shown
                 ]
-                logger.log_metrics({"val/overlays": images}, step=trainer.global_step)
-        self._shown = []
+                logger.log_metrics({"val/overlays": images}, step=step)
+
+
+HPARAMS_PREFIX = "hparams/"
+"""Where `RunConfigCallback` puts ``log_hyperparams`` in the W&B config."""
+
+
+def _monitored_metrics(trainer: Trainer) -> dict[str, str]:
+    """Each metric a checkpoint callback monitors, with its mode; ``val/miou`` (max) if none.
+
+    Args:
+        trainer: The trainer whose ``checkpoint_callbacks`` are read.
+
+    Returns:
+        Metric name -> ``"max"`` or ``"min"``.
+
+    """
+    modes = {
+        callback.monitor: getattr(callback, "mode", "max")
+        for callback in trainer.checkpoint_callbacks
+        if getattr(callback, "monitor", None)
+    }
+    return modes or {"val/miou": "max"}
+
+
+def _wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+def _log_hyperparams_under(logger: WandbLogger, prefix: str) -> None:
+    """Make ``logger.log_hyperparams`` write its keys under ``prefix`` (once per logger)."""
+    log = logger.log_hyperparams
+    if getattr(log, "prefix", None) == prefix:
+        return
+
+    def log_prefixed(params: Mapping[str, Any] | Namespace) -> None:
+        params = vars(params) if isinstance(params, Namespace) else params
+        log({f"{prefix}{key}": value for key, value in params.items()})
+
+    log_prefixed.prefix = prefix  # type: ignore[attr-defined]
+    logger.log_hyperparams = log_prefixed  # type: ignore[method-assign]
 
 
 class RunConfigCallback(SaveConfigCallback):
-    """Save the resolved config as ``config.yaml`` in the run's own folder, and send it to W&B.
+    """Save the resolved config in the run's own folder; make it and the best score W&B's.
 
     Lightning's callback writes to ``trainer.log_dir``, which every W&B run saved to the same
     ``save_dir`` shares, so runs would replace each other's config; this one writes to the run's
-    folder (`wseg.runs.run_dir`, beside ``checkpoints/``). With a `WandbLogger`, the config also
-    becomes the W&B run's config (nested keys flattened with "/") and the YAML file is attached to
-    the run as ``lightning_config.yaml`` (W&B writes a ``config.yaml`` of its own).
+    folder (`wseg.runs.run_dir`, beside ``checkpoints/``). With a `WandbLogger` (rank zero only;
+    without one nothing more happens):
+
+    - the W&B config is the resolved config, nested keys flattened with "/"
+      (``model/init_args/lr``), and the YAML file is attached as ``lightning_config.yaml`` (W&B
+      writes a ``config.yaml`` of its own);
+    - what Lightning logs with ``log_hyperparams`` (the model's and datamodule's
+      ``save_hyperparameters``, linked values such as ``num_classes`` included) goes under
+      ``hparams/`` (``hparams/lr``): flat, those keys would overwrite the config's own keys of the
+      same name (the CLI's top-level ``optimizer`` by the model's ``optimizer`` argument);
+    - after every validation of a fit, the W&B summary holds the best value so far of each metric
+      a `ModelCheckpoint` monitors, in its mode (``val/miou``, max, where none monitors one), and
+      the latest as ``<metric>_last`` (``val/miou_last``); W&B alone would keep the latest.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["save_to_log_dir"] = False  # `save_config` writes to the run's folder instead
         super().__init__(*args, **kwargs)
+        self._best: dict[str, float] = {}
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write ``config.yaml`` to the run's folder and push it to every W&B logger (rank 0)."""
@@ -227,15 +309,41 @@ class RunConfigCallback(SaveConfigCallback):
             overwrite=self.overwrite,
             multifile=self.multifile,
         )
-        for logger in trainer.loggers:
-            if not isinstance(logger, WandbLogger):
-                continue
+        for logger in _wandb_loggers(trainer):
             config = self.parser.dump(self.config, skip_none=False, format="yaml")
             files = Path(logger.experiment.dir)
             path = files / f"lightning_{self.config_filename}"
             path.write_text(config)
             logger.experiment.save(str(path), base_path=str(files), policy="now")
             logger.experiment.config.update(_flatten(self.config.as_dict()), allow_val_change=True)
+            _log_hyperparams_under(logger, HPARAMS_PREFIX)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start the best scores afresh."""
+        self._best = {}
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Put the best and the latest monitored scores in the W&B summary (rank 0, fit only).
+
+        Lightning has sent this validation's metrics to the loggers by now, so the summary's
+        latest value is replaced right after it arrives.
+        """
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        loggers = _wandb_loggers(trainer) if trainer.is_global_zero else []
+        if not loggers:
+            return
+        for name, mode in _monitored_metrics(trainer).items():
+            if name not in trainer.callback_metrics:
+                continue
+            value = float(trainer.callback_metrics[name])
+            best = self._best.get(name, math.nan)
+            better = value > best if mode == "max" else value < best
+            if better or (math.isnan(best) and not math.isnan(value)):
+                self._best[name] = best = value
+            for logger in loggers:
+                logger.experiment.summary[name] = best
+                logger.experiment.summary[f"{name}_last"] = value
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ both are linked from data to model. Short class names work in YAML (``class_path
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -30,6 +31,32 @@ class WSegCLI(LightningCLI):
             "data.class_names", "model.init_args.class_names", apply_on="instantiate"
         )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_argument(
+            "--check_data",
+            type=bool,
+            default=True,
+            help="read every image of the datamodule's splits before fit starts (wseg.data.check)",
+        )
+
+    def before_fit(self) -> None:
+        """Check the data before training (and any W&B run) starts; see `wseg.data.check`.
+
+        Skipped for the built-in synthetic dataset (it is written, not read, on first use), for
+        datamodules without ``make_source`` and on the worker ranks that DDP launches (rank 0
+        checks before it launches them).
+        """
+        datamodule = self.datamodule
+        if not self.config[self.subcommand].get("check_data", True):
+            return
+        if getattr(datamodule, "dataset", None) == "synthetic" or not hasattr(
+            datamodule, "make_source"
+        ):
+            return
+        if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+            return
+        from wseg.data.check import require_clean
+
+        require_clean(datamodule)
 
     def _parse_ckpt_path(self) -> None:
         """Keep the config as given: ``--ckpt_path`` supplies weights, not hyperparameters.

@@ -118,7 +118,7 @@ def test_bad_coco_input(coco_root):
     with pytest.raises(ValueError, match=r"unknown category name 'martian' in .*instances_s\.json"):
         COCOSource(coco_root, "s")
     path.write_text("{")
-    with pytest.raises(ValueError, match="is not a COCO instances file"):
+    with pytest.raises(ValueError, match=r"instances_s\.json is not valid JSON"):
         COCOSource(coco_root, "s")
     path.write_text(original)
     (coco_root / "s" / "img7.jpg").write_bytes(b"\xff\xd8 broken")

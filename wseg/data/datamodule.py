@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from wseg.data.datasets import DataWarning, dataset_classes, make_source
+from wseg.data.datasets import DataWarning, dataset_classes, make_source, resolve_class_names
+from wseg.data.datasets.folder import ImageFolderSource
 from wseg.data.records import SegmentationSource
 from wseg.data.transforms import (
     build_eval_transform,
@@ -34,6 +35,26 @@ from wseg.data.weak import (
 from wseg.runs import run_dir
 
 STRONG_SPLIT_NAME = "strong_split.txt"
+CLASS_NAMES_FILE = "class_names.txt"
+
+
+def save_class_names(names: Sequence[str], path: Path) -> None:
+    """Write one class name per line (background first); an existing, different file is an error.
+
+    Raises:
+        ValueError: ``path`` holds other names (the run's classes must not change under it).
+
+    """
+    text = "".join(f"{name}\n" for name in names)
+    if path.is_file():
+        if path.read_text() != text:
+            raise ValueError(
+                f"{path} holds other class names than this run's {list(names)}; the classes of a "
+                "run cannot change (use a new run folder)"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 class WeakSegDataset(Dataset):
@@ -224,11 +245,18 @@ class WeakSegDataModule(L.LightningDataModule):
         val_split: Split used for validation (full images).
         test_split: Split used for testing; None uses ``val_split``.
         predict_split: Split used for prediction; None uses ``val_split``.
+        predict_images: A folder of images without labels to predict instead of a split
+            (``python -m wseg predict ... --data.init_args.predict_images DIR``).
         voc_mask_dir: VOC: ``auto``, ``SegmentationClass`` or ``SegmentationClassAug``.
         box_source: VOC: boxes from ``auto``, ``instances`` (SegmentationObject) or ``xml``.
         require_masks: VOC: fail on an image without a class mask (False: detection-only images).
         cityscapes_protocol: Cityscapes: ``objects11`` (self-correction paper) or ``19`` classes.
         coco_class_map: COCO: ``voc`` (20 VOC classes) or ``coco`` (80 classes).
+        class_names: Your own classes (VOC XMLs, COCO JSON): a list of names (``background`` is
+            class 0, added if missing), or ``from_data``: VOC, the sorted object names of the
+            splits' XMLs; COCO, the training JSON's categories in id order. Saved beside the
+            run's checkpoints as ``class_names.txt`` and in the checkpoint. None: the dataset's.
+        coco_category_map: COCO: JSON category name -> class name (``background`` drops it).
         scribbles: ``none``, ``dataset`` (the dataset's scribble files) or ``synthesize``.
         scribble_dir: VOC: folder of ScribbleSup XMLs under root (synthetic: ``Scribbles``).
         scribble_width: Stroke width in pixels of read or synthesised scribbles.
@@ -269,11 +297,14 @@ class WeakSegDataModule(L.LightningDataModule):
         val_split: str = "val",
         test_split: str | None = None,
         predict_split: str | None = None,
+        predict_images: str | None = None,
         voc_mask_dir: Literal["auto", "SegmentationClass", "SegmentationClassAug"] = "auto",
         box_source: Literal["auto", "instances", "xml"] = "auto",
         require_masks: bool = True,
         cityscapes_protocol: Literal["objects11", "19"] = "objects11",
         coco_class_map: Literal["voc", "coco"] = "voc",
+        class_names: list[str] | Literal["from_data"] | None = None,
+        coco_category_map: dict[str, str] | None = None,
         scribbles: Literal["none", "dataset", "synthesize"] = "none",
         scribble_dir: str | None = None,
         scribble_width: int = 3,
@@ -302,7 +333,9 @@ class WeakSegDataModule(L.LightningDataModule):
         synthetic_seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # ``class_names`` as given ("from_data") is not the resolved list the model saves under
+        # the same name, and Lightning refuses to log two different values for one key.
+        self.save_hyperparameters(ignore=["class_names"])
         if dataset not in ("voc", "cityscapes", "coco", "synthetic"):
             raise ValueError(f"dataset must be voc, cityscapes, coco or synthetic, got {dataset!r}")
         if num_strong is not None and strong_fraction is not None:
@@ -357,6 +390,7 @@ class WeakSegDataModule(L.LightningDataModule):
         self.val_split = val_split
         self.test_split = test_split or val_split
         self.predict_split = predict_split or val_split
+        self.predict_images = predict_images
         self.scribbles = scribbles
         self.scribble_width = scribble_width
         self.scribble_seed = scribble_seed
@@ -401,6 +435,12 @@ class WeakSegDataModule(L.LightningDataModule):
             self.source_options = {"protocol": cityscapes_protocol}
         else:
             self.source_options = {"class_map": coco_class_map}
+            if coco_category_map:
+                self.source_options["category_map"] = dict(coco_category_map)
+        splits = [train_split, val_split, self.test_split, self.predict_split]
+        chosen = resolve_class_names(dataset, root, splits, class_names, coco_category_map)
+        if chosen is not None:
+            self.source_options["classes"] = chosen
         self._class_names = dataset_classes(dataset, **self.source_options)
         self.strong_ids: set[str] | None = None
         self.train_dataset: WeakSegDataset | None = None
@@ -418,17 +458,22 @@ class WeakSegDataModule(L.LightningDataModule):
         """Number of classes, background included."""
         return len(self._class_names)
 
-    def make_source(self, split: str) -> SegmentationSource:
+    def make_source(self, split: str, evaluation: bool = False) -> SegmentationSource:
         """Build the reader of one split with this datamodule's dataset options.
 
         Args:
             split: The split name.
+            evaluation: The reader of a validation, test or prediction split: VOC images
+                without boxes are read (they need only their masks) instead of failing.
 
         Returns:
             The reader.
 
         """
-        return make_source(self.dataset, self.root, split, **self.source_options)
+        options = dict(self.source_options)
+        if evaluation and self.dataset in ("voc", "synthetic"):
+            options["require_boxes"] = False
+        return make_source(self.dataset, self.root, split, **options)
 
     def prepare_data(self) -> None:
         """Generate the synthetic dataset at ``root`` if it is not there (rank 0 of each node)."""
@@ -451,13 +496,22 @@ class WeakSegDataModule(L.LightningDataModule):
         if stage == "test" and self.test_dataset is None:
             self.test_dataset = self._eval_dataset(self.test_split)
         if stage == "predict" and self.predict_dataset is None:
-            self.predict_dataset = self._eval_dataset(self.predict_split)
+            if self.predict_images is not None:
+                source = ImageFolderSource(self.predict_images, self.class_names)
+                self.predict_dataset = WeakSegDataset(
+                    source, build_eval_transform(), self.num_classes, with_size=True
+                )
+            else:
+                self.predict_dataset = self._eval_dataset(self.predict_split)
         if stage == "fit":
-            self._save_split_to_run_dir()
+            self._save_to_run_dir()
 
     def _eval_dataset(self, split: str) -> WeakSegDataset:
         return WeakSegDataset(
-            self.make_source(split), build_eval_transform(), self.num_classes, with_size=True
+            self.make_source(split, evaluation=True),
+            build_eval_transform(),
+            self.num_classes,
+            with_size=True,
         )
 
     def _train_dataset(self) -> WeakSegDataset:
@@ -563,25 +617,35 @@ class WeakSegDataModule(L.LightningDataModule):
             save_split(strong, split_file)
         return strong
 
-    def _save_split_to_run_dir(self) -> None:
-        configured = self.num_strong is not None or self.strong_fraction is not None
-        if not (configured or self.strong_split_file) or self.strong_ids is None:
-            return
+    def _save_to_run_dir(self) -> None:
+        """Write the class names (and the F/W split, when there is one) beside the checkpoints."""
         trainer = self.trainer
         if trainer is None:
             return
         # `run_dir` is a broadcast from rank 0: every rank must ask, only rank 0 writes.
         folder = run_dir(trainer)
-        if trainer.is_global_zero:
+        if not trainer.is_global_zero:
+            return
+        save_class_names(self.class_names, folder / CLASS_NAMES_FILE)
+        configured = self.num_strong is not None or self.strong_fraction is not None
+        if (configured or self.strong_split_file) and self.strong_ids is not None:
             save_split(self.strong_ids, folder / STRONG_SPLIT_NAME)
 
     def _open_store(self) -> Any:
         from wseg.labels.store import PseudoLabelStore, StoreError
 
         try:
-            return PseudoLabelStore(self.pseudo_labels)
+            store = PseudoLabelStore(self.pseudo_labels)
         except StoreError as error:
             raise ValueError(f"pseudo_labels={self.pseudo_labels!r}: {error}") from error
+        classes = store.manifest.get("classes")
+        if classes is not None and tuple(classes) != self.class_names:
+            raise ValueError(
+                f"pseudo_labels={self.pseudo_labels!r} was made for the classes {classes}, but "
+                f"this run's are {list(self.class_names)}; generate it with the run's data "
+                "(python -m wseg.labels generate --config ...)"
+            )
+        return store
 
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
         return DataLoader(

@@ -4,6 +4,7 @@ Examples::
 
     python -m wseg.labels generate --dataset voc --root VOC2012 --split train --generator grabcut \
         --out pseudo/ --workers 8 -o iterations=5
+    python -m wseg.labels generate --config my_run.yaml --generator grabcut --out pseudo/
     python -m wseg.labels report pseudo/grabcut-1a2b3c4d
     python -m wseg.labels show pseudo/grabcut-1a2b3c4d --num 8   # -> pseudo/grabcut-1a2b3c4d-show/
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from wseg.data.check import check_source, format_checks
 from wseg.labels.generate import GENERATORS, build_generator, generate
 from wseg.labels.quality import evaluate_store, format_quality
 from wseg.labels.store import PseudoLabelStore
@@ -42,9 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wseg.labels", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate (or resume) a pseudo-label store")
-    gen.add_argument("--dataset", choices=DATASETS, required=True)
-    gen.add_argument("--root", required=True, help="dataset root")
-    gen.add_argument("--split", default="train")
+    gen.add_argument(
+        "--config", help="experiment YAML: read its data section's training split (or --split)"
+    )
+    gen.add_argument("--dataset", choices=DATASETS, help="without --config")
+    gen.add_argument("--root", help="dataset root (without --config)")
+    gen.add_argument("--split", help="default: the config's training split, else train")
     gen.add_argument("--generator", choices=sorted(GENERATORS), required=True)
     gen.add_argument("--out", required=True, help="parent directory of stores")
     gen.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -104,6 +109,42 @@ def _report(store: PseudoLabelStore, dataset: str, root: str, split: str, option
     print(format_quality(quality, title=f"{store.path} on {dataset} {split}"))
 
 
+def _generation_source(args: argparse.Namespace) -> tuple[str, str, str, dict, Any]:
+    """``(dataset, root, split, reader options, reader)`` of ``generate``: a config or flags.
+
+    Without a config, VOC-layout images need no class mask (``require_masks=false``): labels
+    are made from boxes, and their quality is measured where masks exist.
+    """
+    from wseg.data.datasets import make_source
+
+    reader_options = _key_values(args.dataset_option, "--dataset-option")
+    if args.config:
+        from wseg.data.config import datamodule_from_config
+
+        if args.dataset or args.root:
+            raise SystemExit("give --config or --dataset/--root, not both")
+        try:
+            datamodule = datamodule_from_config(args.config)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"error: {error}") from error
+        split = args.split or datamodule.train_split
+        options = {**datamodule.source_options, **reader_options}
+        source = make_source(datamodule.dataset, datamodule.root, split, **options)
+        return datamodule.dataset, datamodule.root, split, options, source
+    if not (args.dataset and args.root):
+        raise SystemExit("generate needs --config, or --dataset and --root")
+    if args.dataset in ("voc", "synthetic"):
+        reader_options.setdefault("require_masks", False)
+    split = args.split or "train"
+    return (
+        args.dataset,
+        args.root,
+        split,
+        reader_options,
+        make_source(args.dataset, args.root, split, **reader_options),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line.
 
@@ -113,18 +154,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     args = _parser().parse_args(argv)
     if args.command == "generate":
-        from wseg.data.datasets import make_source
-
-        reader_options = _key_values(args.dataset_option, "--dataset-option")
         try:
             generator = build_generator(args.generator, **_key_values(args.option, "--option"))
         except (TypeError, ValueError) as error:
             raise SystemExit(f"bad generator options: {error}") from error
-        source = make_source(args.dataset, args.root, args.split, **reader_options)
+        dataset, root, split, reader_options, source = _generation_source(args)
+        checked = check_source(source, "generate", split)
+        if checked.errors:
+            raise SystemExit(
+                "nothing written: the data check found problems\n" + format_checks([checked])
+            )
         identity = {
-            "name": args.dataset,
-            "root": str(Path(args.root).resolve()),
-            "split": args.split,
+            "name": dataset,
+            "root": str(Path(root).resolve()),
+            "split": split,
             "options": reader_options,
         }
         summary = generate(source, generator, args.out, identity, workers=args.workers)
@@ -133,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{summary.skipped}, of {summary.total}; {summary.seconds:.1f} s; stats {summary.stats}"
         )
         if not args.no_report:
-            _report(summary.store, args.dataset, args.root, args.split, reader_options)
+            _report(summary.store, dataset, root, split, reader_options)
     elif args.command == "report":
         _report(*_store_source(args))
     else:

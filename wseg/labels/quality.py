@@ -191,6 +191,9 @@ def format_quality(report: dict[str, Any], title: str = "") -> str:
         f"mIoU {pct(report['miou'])}  F-beta {pct(report['fbeta'])} (per box "
         f"{pct(report['fbeta_boxes'])})  void {pct(report['void_fraction'])}"
     )
+    if report["images"] == 0 and report["without_mask"]:
+        lines.append("quality not measured: no image of the split has a mask (box-only data)")
+        return "\n".join(lines)
     lines.append(f"{'class':<14} {'IoU':>5} {'F-beta':>6}")
     for name, iou in report["per_class_iou"].items():
         fb = report["per_class_fbeta"].get(name)

@@ -116,12 +116,14 @@ def make_store(
         The store directory (equal to ``store_plan(...)["path"]``).
 
     """
+    from wseg.data.check import require_clean
     from wseg.data.datamodule import WeakSegDataModule
     from wseg.labels.generate import generate
 
     plan = store_plan(config, extra, generator, out)
     datamodule = WeakSegDataModule(**plan["data"])
     datamodule.prepare_data()  # the synthetic data is generated on first use
+    require_clean(datamodule)  # every split readable before the first label is written
     source = datamodule.make_source(datamodule.train_split)
     summary = generate(source, generator, out, plan["dataset"], workers=workers)
     print(

@@ -75,6 +75,7 @@ def grabcut_store(
         The store's directory.
 
     """
+    from wseg.data.check import require_clean
     from wseg.data.datamodule import WeakSegDataModule
     from wseg.labels.generate import build_generator, generate
 
@@ -82,6 +83,7 @@ def grabcut_store(
     ignored = {"pseudo_labels", *SPLIT_KEYS}
     datamodule = WeakSegDataModule(**{k: v for k, v in args.items() if k not in ignored})
     datamodule.prepare_data()
+    require_clean(datamodule, progress)  # every split readable before the first label is written
     split = datamodule.train_split
     identity = {
         "name": datamodule.dataset,

@@ -89,6 +89,7 @@ def count_boxes(setting: Setting, extra: Sequence[str], out: Path) -> dict[str, 
 
     """
     from wseg.data.box_crops import BoxCropDataModule, scan_crops
+    from wseg.data.check import require_clean
     from wseg.data.datamodule import WeakSegDataModule
 
     path = out / "boxes.json"
@@ -100,6 +101,7 @@ def count_boxes(setting: Setting, extra: Sequence[str], out: Path) -> dict[str, 
     shared = set(inspect.signature(WeakSegDataModule).parameters) & set(args)
     readers = WeakSegDataModule(**{key: args[key] for key in shared})
     readers.prepare_data()
+    require_clean(readers)  # the first stage: every split readable before anything is trained
     names = readers.class_names
     default = inspect.signature(BoxCropDataModule).parameters["min_side_fraction"].default
     source = readers.make_source(readers.train_split)

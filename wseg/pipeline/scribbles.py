@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from wseg.data.check import require_clean
 from wseg.data.records import IGNORE_INDEX, SegmentationSource
 from wseg.data.weak import curated_scribble_ids, load_split, sample_scribble, save_split
 from wseg.labels.generate import generate
@@ -154,6 +155,7 @@ def training_source(
     args = {k: v for k, v in data.items() if k not in (*SPLIT_KEYS, "pseudo_labels")}
     datamodule = WeakSegDataModule(**args)
     datamodule.prepare_data()
+    require_clean(datamodule)  # every split readable before the chain starts
     source = datamodule.make_source(datamodule.train_split)
     val = datamodule.make_source(datamodule.val_split)
     options = scribble_args(data)

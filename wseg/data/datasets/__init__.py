@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from wseg.data.datasets.cityscapes import CityscapesSource, cityscapes_classes
 from wseg.data.datasets.coco import COCOSource, coco_classes
-from wseg.data.datasets.common import DataWarning, ProblemCounter
-from wseg.data.datasets.voc import VOCSource
+from wseg.data.datasets.common import DataWarning, ProblemCounter, with_background
+from wseg.data.datasets.voc import VOCSource, voc_xml_classes
 from wseg.data.records import VOC_CLASSES, SegmentationSource
 
 # The synthetic dataset (wseg.data.synthetic) draws the first six VOC classes, with their VOC
@@ -27,6 +27,8 @@ __all__ = [
     "VOCSource",
     "dataset_classes",
     "make_source",
+    "resolve_class_names",
+    "voc_xml_classes",
 ]
 
 
@@ -35,8 +37,9 @@ def dataset_classes(dataset: DatasetName, **options: Any) -> tuple[str, ...]:
 
     Args:
         dataset: ``voc``, ``cityscapes``, ``coco`` or ``synthetic``.
-        **options: The reader options that `make_source` gets; only ``classes`` (voc),
-            ``protocol`` (cityscapes) and ``class_map`` (coco) matter here.
+        **options: The reader options that `make_source` gets; only ``classes`` (voc, coco),
+            ``protocol`` (cityscapes) and ``class_map`` (coco) matter here; ``class_map="json"``
+            needs the resolved ``classes`` (see `resolve_class_names`).
 
     """
     if dataset == "voc":
@@ -44,10 +47,51 @@ def dataset_classes(dataset: DatasetName, **options: Any) -> tuple[str, ...]:
     if dataset == "cityscapes":
         return cityscapes_classes(options.get("protocol", "objects11"))
     if dataset == "coco":
-        return coco_classes(options.get("class_map", "voc"))
+        if options.get("classes") is None and options.get("class_map") == "json":
+            raise ValueError("class_map='json': resolve the names first (resolve_class_names)")
+        return coco_classes(options.get("class_map", "voc"), classes=options.get("classes"))
     if dataset == "synthetic":
         return SYNTHETIC_CLASSES
     raise ValueError(f"unknown dataset {dataset!r}; expected voc, cityscapes, coco or synthetic")
+
+
+def resolve_class_names(
+    dataset: DatasetName,
+    root: str | Path,
+    splits: list[str],
+    class_names: list[str] | str | None,
+    category_map: dict[str, str] | None = None,
+) -> tuple[str, ...] | None:
+    """The class names a user asked for, background first, or None for the dataset's own.
+
+    Args:
+        dataset: ``voc``, ``cityscapes``, ``coco`` or ``synthetic``.
+        root: Dataset root.
+        splits: The splits that will be read; the first is the training split.
+        class_names: A list of names (``background`` is added first), ``"from_data"`` (voc: the
+            sorted names of the splits' XMLs; coco: the training JSON's categories in id order)
+            or None.
+        category_map: COCO: JSON category name -> class name.
+
+    Raises:
+        ValueError: Names for a dataset with fixed classes, or an unknown keyword.
+
+    """
+    if class_names is None:
+        return None
+    if dataset in ("cityscapes", "synthetic"):
+        raise ValueError(
+            f"class_names cannot be set for {dataset}: its classes are fixed "
+            "(cityscapes: choose the protocol)"
+        )
+    if isinstance(class_names, str):
+        if class_names != "from_data":
+            raise ValueError(f"class_names must be a list or 'from_data', got {class_names!r}")
+        if dataset == "voc":
+            return voc_xml_classes(root, splits)
+        annotation = Path(root) / "annotations" / f"instances_{splits[0]}.json"
+        return coco_classes("json", annotation, category_map=category_map)
+    return with_background(class_names)
 
 
 def make_source(

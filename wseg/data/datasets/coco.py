@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from wseg.data.datasets.common import (
     clean_boxes,
     read_image,
     tight_boxes,
+    with_background,
 )
 from wseg.data.records import IGNORE_INDEX, VOC_CLASSES, Sample, SegmentationSource
 
@@ -43,18 +45,62 @@ COCO_TO_VOC = {
 }
 
 
-def coco_classes(class_map: Literal["voc", "coco"] = "voc") -> tuple[str, ...]:
+def coco_classes(
+    class_map: Literal["voc", "coco", "json"] = "voc",
+    annotation_path: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    category_map: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
     """Class names of a class map, background first (see `COCOSource`).
 
     Args:
-        class_map: ``voc`` (the 20 VOC classes) or ``coco`` (all 80).
+        class_map: ``voc`` (the 20 VOC classes), ``coco`` (all 80) or ``json`` (the categories of
+            ``annotation_path``, in category-id order, renamed by ``category_map``).
+        annotation_path: The instances JSON (``json`` only).
+        classes: Explicit class names, which take precedence over ``class_map``; ``background``
+            is put first if it is not there.
+        category_map: JSON category name -> class name (``background`` drops a category).
 
     """
+    if classes is not None:
+        return with_background(classes)
     if class_map == "voc":
         return VOC_CLASSES
     if class_map == "coco":
         return COCO_CLASSES
-    raise ValueError(f"class_map must be 'voc' or 'coco', got {class_map!r}")
+    if class_map == "json":
+        if annotation_path is None:
+            raise ValueError("class_map='json' needs the annotation file to read the names from")
+        path = Path(annotation_path)
+        categories = _read_json(path).get("categories")
+        if not isinstance(categories, list):
+            raise ValueError(f"{path} has no 'categories' list")
+        names = [_renamed(c["name"], category_map) for c in _sorted_categories(categories, path)]
+        return with_background(dict.fromkeys(n for n in names if n != "background"))
+    raise ValueError(f"class_map must be 'voc', 'coco' or 'json', got {class_map!r}")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotation file {path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a COCO instances file (a JSON object)")
+    return data
+
+
+def _sorted_categories(categories: list, path: Path) -> list[dict]:
+    try:
+        return sorted(categories, key=lambda c: int(c["id"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: every category needs an integer 'id' and a 'name'") from error
+
+
+def _renamed(name: str, category_map: Mapping[str, str] | None) -> str:
+    return category_map.get(name, name) if category_map else name
 
 
 class COCOSource(SegmentationSource):
@@ -72,7 +118,11 @@ class COCOSource(SegmentationSource):
     ``"voc"`` keeps the 20 VOC categories under their VOC names and indices (airplane =
     aeroplane, motorcycle = motorbike, couch = sofa, dining table = diningtable, potted plant =
     pottedplant, tv = tvmonitor) and makes the pixels of the other 60 categories background,
-    as the COCO-to-VOC transfer works do; they get no box.
+    as the COCO-to-VOC transfer works do; they get no box. ``"json"`` takes the JSON's own
+    categories, any names and ids, as classes 1..C in category-id order (your own dataset).
+    ``classes`` (explicit names) fixes the classes and their order instead; every category of the
+    JSON must then be one of them. ``category_map`` renames categories first (several may map
+    to one class; ``background`` drops one: its pixels are background and it gives no box).
 
     Masks: instance polygons and RLEs are rasterised with pycocotools and painted largest first,
     so a smaller object in front of a larger one stays visible; crowd regions
@@ -88,7 +138,10 @@ class COCOSource(SegmentationSource):
         split: Image folder name, also the default annotation file's suffix (``train2017``).
         annotation_file: Path of the instances JSON, relative to ``root`` or absolute; default
             ``annotations/instances_<split>.json``.
-        class_map: ``voc`` or ``coco`` (see above).
+        class_map: ``voc``, ``coco`` or ``json`` (see above).
+        classes: Explicit class names (``background`` first, or it is added); None: from
+            ``class_map``.
+        category_map: JSON category name -> class name (see above).
 
     """
 
@@ -97,12 +150,16 @@ class COCOSource(SegmentationSource):
         root: str | Path,
         split: str = "train2017",
         annotation_file: str | None = None,
-        class_map: Literal["voc", "coco"] = "voc",
+        class_map: Literal["voc", "coco", "json"] = "voc",
+        classes: Sequence[str] | None = None,
+        category_map: Mapping[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.class_map = class_map
-        self.classes = coco_classes(class_map)
+        self.category_map = dict(category_map or {})
+        if class_map not in ("voc", "coco", "json"):
+            raise ValueError(f"class_map must be 'voc', 'coco' or 'json', got {class_map!r}")
         self.problems = ProblemCounter(f"COCO {self.root}")
         if not self.root.is_dir():
             raise FileNotFoundError(
@@ -114,19 +171,21 @@ class COCOSource(SegmentationSource):
             raise FileNotFoundError(f"COCO image folder {self.image_dir} not found")
         default_file = f"annotations/instances_{split}.json"
         self.annotation_path = self.root / (annotation_file or default_file)
-        if not self.annotation_path.is_file():
-            raise FileNotFoundError(f"COCO annotation file {self.annotation_path} not found")
+        data = _read_json(self.annotation_path)
         try:
-            data = json.loads(self.annotation_path.read_text())
             self._images = list(data["images"])
-            categories = data["categories"]
+            categories = _sorted_categories(list(data["categories"]), self.annotation_path)
             annotations = data.get("annotations", [])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise ValueError(
                 f"{self.annotation_path} is not a COCO instances file with images and "
                 f"categories: {error!r}"
             ) from error
-        self._category_class = self._map_categories(categories)
+        if classes is None and class_map == "json":
+            named = [_renamed(c["name"], self.category_map) for c in categories]
+            classes = [n for n in dict.fromkeys(named) if n != "background"]
+        self.classes = coco_classes(class_map, classes=classes)
+        self._category_class = self._map_categories(categories, explicit=classes is not None)
         self._annotations: dict[Any, list[dict]] = defaultdict(list)
         for annotation in annotations:
             self._annotations[annotation["image_id"]].append(annotation)
@@ -134,16 +193,28 @@ class COCOSource(SegmentationSource):
         if len(set(self._ids)) != len(self._ids):
             raise ValueError(f"{self.annotation_path} names the same image file twice")
 
-    def _map_categories(self, categories: list[dict]) -> dict[int, int]:
+    def _map_categories(self, categories: list[dict], explicit: bool) -> dict[int, int]:
         mapping = {}
         for category in categories:
-            name = category["name"]
-            if name not in COCO_NAMES:
+            name = _renamed(category["name"], self.category_map)
+            if name == "background":
+                mapping[category["id"]] = 0
+            elif explicit:
+                if name not in self.classes:
+                    raise ValueError(
+                        f"category {category['name']!r} (id {category['id']}) in "
+                        f"{self.annotation_path} is not one of the classes "
+                        f"{list(self.classes[1:])}; add it to the class names, or map it with "
+                        f"category_map={{{category['name']!r}: 'background'}} to drop it"
+                    )
+                mapping[category["id"]] = self.classes.index(name)
+            elif name not in COCO_NAMES:
                 raise ValueError(
-                    f"unknown category name {name!r} in {self.annotation_path}; "
-                    "expected one of the 80 COCO categories"
+                    f"unknown category name {name!r} in {self.annotation_path}; class_map="
+                    f"{self.class_map!r} expects the 80 COCO categories (your own categories: "
+                    "class_map='json', or give the class names)"
                 )
-            if self.class_map == "coco":
+            elif self.class_map == "coco":
                 mapping[category["id"]] = COCO_CLASSES.index(name)
             else:
                 voc_name = COCO_TO_VOC.get(name, name)

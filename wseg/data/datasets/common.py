@@ -13,6 +13,24 @@ from PIL import Image, UnidentifiedImageError
 from wseg.data.records import IGNORE_INDEX
 
 
+def with_background(names: Sequence[str]) -> tuple[str, ...]:
+    """Class names with ``background`` first: kept if it is there, else put in front.
+
+    Raises:
+        ValueError: A name is empty or repeated, or ``background`` is not first.
+
+    """
+    names = tuple(str(name) for name in names)
+    if names[:1] != ("background",):
+        names = ("background", *names)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or not all(name.strip() for name in names):
+        raise ValueError(f"class names must be distinct and non-empty, got {list(names)}")
+    if len(names) < 2:
+        raise ValueError("need at least one class besides background")
+    return names
+
+
 class DataWarning(UserWarning):
     """A problem in a dataset that the reader repaired or skipped, as documented."""
 

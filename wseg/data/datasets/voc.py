@@ -19,6 +19,7 @@ from wseg.data.datasets.common import (
     read_image,
     read_label_map,
     tight_boxes,
+    with_background,
 )
 from wseg.data.records import IGNORE_INDEX, VOC_CLASSES, Sample, SegmentationSource
 
@@ -66,7 +67,10 @@ class VOCSource(SegmentationSource):
         box_source: Where boxes come from: ``auto`` (see above), ``instances`` or ``xml`` only.
         require_masks: Raise when an image has no class mask; False reads detection-only
             datasets (``mask`` is then None where the file is missing).
-        classes: Class names, background first; XML and scribble tags must be among them.
+        require_boxes: Raise when an image has neither instance masks nor an XML; False gives
+            it no boxes (validation images, which need only their masks).
+        classes: Class names, background first; XML and scribble tags must be among them (your
+            own names: see `voc_xml_classes`).
 
     """
 
@@ -79,6 +83,7 @@ class VOCSource(SegmentationSource):
         scribble_width: int = 3,
         box_source: Literal["auto", "instances", "xml"] = "auto",
         require_masks: bool = True,
+        require_boxes: bool = True,
         classes: Sequence[str] = VOC_CLASSES,
     ) -> None:
         self.root = Path(root)
@@ -93,7 +98,8 @@ class VOCSource(SegmentationSource):
         self.box_source = box_source
         self.scribble_width = scribble_width
         self.require_masks = require_masks
-        self.classes = tuple(classes)
+        self.require_boxes = require_boxes
+        self.classes = with_background(classes)
         self.problems = ProblemCounter(f"VOC {self.root}")
         if not self.root.is_dir():
             raise FileNotFoundError(
@@ -136,7 +142,7 @@ class VOCSource(SegmentationSource):
             self._instances_from_png(sample, object_path, image_path)
         elif self.box_source != "instances" and xml_path.is_file():
             self._boxes_from_xml(sample, xml_path)
-        else:
+        elif self.require_boxes:
             expected = {"auto": f"{object_path} or {xml_path}", "xml": str(xml_path)}
             raise FileNotFoundError(
                 f"no boxes for image {image_path}: expected "
@@ -195,6 +201,44 @@ class VOCSource(SegmentationSource):
         keep = clean_boxes(boxes, sample.size, path, self.problems)
         sample.boxes = boxes[keep]
         sample.labels = labels[keep]
+
+
+def voc_xml_classes(root: str | Path, splits: Sequence[str]) -> tuple[str, ...]:
+    """The class names of a VOC-layout dataset's XMLs: ``background``, then sorted by name.
+
+    Reads ``Annotations/<id>.xml`` of every id of the given splits (missing XMLs are skipped:
+    `wseg.data.check` reports them). Sorting makes the order independent of the files' order;
+    adding a class to the data later shifts the indices after it, which is why a run saves its
+    names (``class_names.txt`` beside its checkpoints, and in the checkpoint).
+
+    Args:
+        root: Dataset root.
+        splits: Split names (``ImageSets/Segmentation/<split>.txt``).
+
+    Raises:
+        ValueError: No XML of these splits names an object.
+
+    """
+    root = Path(root)
+    names: set[str] = set()
+    for split in dict.fromkeys(splits):
+        split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not split_file.is_file():
+            raise FileNotFoundError(f"split list {split_file} not found")
+        for line in split_file.read_text().splitlines():
+            if not line.strip():
+                continue
+            path = root / "Annotations" / f"{line.split()[0]}.xml"
+            if path.is_file():
+                for obj in _parse_xml(path).iter("object"):
+                    name = (obj.findtext("name") or "").strip()
+                    if name and name != "background":
+                        names.add(name)
+    if not names:
+        raise ValueError(
+            f"no object names in the XMLs of {root / 'Annotations'} for splits {list(splits)}"
+        )
+    return with_background(sorted(names))
 
 
 def read_voc_xml(path: Path, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
