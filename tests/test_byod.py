@@ -127,7 +127,7 @@ def test_fit_checks_the_data_before_any_run_starts(workdir, tmp_path) -> None:
 
 @pytest.mark.xdist_group("byod")
 def test_generate_writes_nothing_when_the_check_fails(workdir, tmp_path, monkeypatch) -> None:
-    shutil.copytree(workdir / "data", tmp_path / "data")
+    shutil.copytree(workdir / "data" / "my_dataset", tmp_path / "data" / "my_dataset")
     (tmp_path / "data" / "my_dataset" / "train" / "train_004.jpg").unlink()
     monkeypatch.chdir(tmp_path)
     argv = ["generate", "--config", str(CONFIG), "--generator", "rect", "--out", "data/pseudo"]
