@@ -81,7 +81,7 @@ def test_em_family_benchmark_prints_label_quality_and_every_method(tmp_path) -> 
         "--methods", "bbox_rect", "bbox_em_fixed", "--num-strong", "2", "--out", str(tmp_path),
     )  # fmt: skip
     percent_after(out, "Bbox-Rect")
-    percent_after(out, "Bbox-Seg (CRF, alpha 0.2)")
+    percent_after(out, "Bbox-Seg (CRF from boxes)")
     for method in ("bbox_rect", "bbox_em_fixed"):
         percent_after(out, f"{method}: val mIoU")
 

@@ -46,7 +46,7 @@ class MemoryDataModule(WeakSegDataModule):
         super().__init__(**{"crop_size": 24, "batch_size": 2, "num_workers": 0, **kwargs})
         self._class_names = CLASSES
 
-    def make_source(self, split):
+    def make_source(self, split, evaluation=False):
         return MemorySource(6, prefix=split)
 
 
@@ -128,7 +128,7 @@ def test_strong_flags_follow_the_split_and_the_split_is_saved(synthetic_root, tm
     # A different split is never written over the saved one.
     other.trainer = trainer
     with pytest.raises(FileExistsError, match="different id list"):
-        other._save_split_to_run_dir()
+        other._save_to_run_dir()
     assert set(load_split(saved)) == dm.strong_ids
 
 
@@ -180,7 +180,7 @@ def test_eval_batches_of_different_sizes_carry_each_size():
     sizes = [(40, 48), (28, 36), (36, 24)]
 
     class Mixed(MemoryDataModule):
-        def make_source(self, split):
+        def make_source(self, split, evaluation=False):
             return MemorySource(len(sizes), prefix=split, sizes=sizes)
 
     dm = Mixed(val_batch_size=2)
@@ -360,7 +360,7 @@ def test_missing_pseudo_label_fails_or_is_skipped_with_a_count(synthetic_root, s
 
 def test_images_without_masks_are_weak_only():
     class HalfMasked(MemoryDataModule):
-        def make_source(self, split):
+        def make_source(self, split, evaluation=False):
             source = MemorySource(6, prefix=split)
             load = source.load
 

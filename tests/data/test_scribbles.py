@@ -106,7 +106,7 @@ class ScribbleDataModule(WeakSegDataModule):
         super().__init__(**{**options, "num_workers": 0, "scale_range": (1.0, 1.0), **kwargs})
         self._class_names = CLASSES
 
-    def make_source(self, split: str) -> SegmentationSource:
+    def make_source(self, split: str, evaluation: bool = False) -> SegmentationSource:
         return ScribbleSource()
 
 
