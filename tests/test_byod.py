@@ -74,7 +74,7 @@ def fill_in(command: str, work: Path) -> list[str]:
 
 
 @pytest.mark.xdist_group("byod")
-def test_readme_walkthrough_box_only_coco_with_own_classes(workdir) -> None:
+def test_readme_walkthrough_box_only_coco_with_own_classes(workdir, tmp_path, monkeypatch) -> None:
     commands = readme_commands()
     assert [c.split()[2] for c in commands] == ["wseg.data", "wseg.labels", "wseg", "wseg"]
     outputs = []
@@ -98,6 +98,7 @@ def test_readme_walkthrough_box_only_coco_with_own_classes(workdir) -> None:
     # The LightningCLI's predict on the same images-only folder gives the same labels.
     (checkpoint,) = (workdir / "runs").glob("wseg/*/checkpoints/*.ckpt")
     photos = workdir / "data" / "my_dataset" / "new_photos"
+    monkeypatch.chdir(tmp_path)
     main([
         "predict", "--config", str(CONFIG), "--ckpt_path", str(checkpoint),
         "--data.init_args.root", str(workdir / "data" / "my_dataset"),
@@ -107,6 +108,7 @@ def test_readme_walkthrough_box_only_coco_with_own_classes(workdir) -> None:
     ])  # fmt: skip
     again = np.array(Image.open(workdir / "predict" / "photo_0.png"))
     assert (again == label).mean() > 0.99
+    assert not (tmp_path / "config.yaml").exists()  # a predict makes no run folder
 
 
 @pytest.mark.xdist_group("byod")

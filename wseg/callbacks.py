@@ -299,16 +299,21 @@ class RunConfigCallback(SaveConfigCallback):
         self._best: dict[str, float] = {}
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Write ``config.yaml`` to the run's folder and push it to every W&B logger (rank 0)."""
-        folder = local_run_dir(trainer)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.parser.save(
-            self.config,
-            folder / self.config_filename,
-            skip_none=False,
-            overwrite=self.overwrite,
-            multifile=self.multifile,
-        )
+        """Write ``config.yaml`` to the run's folder (fit only) and push it to W&B (rank 0).
+
+        Only a fit makes a run folder; ``predict``, ``validate`` and ``test`` without a logger
+        would otherwise write ``config.yaml`` into the working directory.
+        """
+        if stage == TrainerFn.FITTING:
+            folder = local_run_dir(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(
+                self.config,
+                folder / self.config_filename,
+                skip_none=False,
+                overwrite=self.overwrite,
+                multifile=self.multifile,
+            )
         for logger in _wandb_loggers(trainer):
             config = self.parser.dump(self.config, skip_none=False, format="yaml")
             files = Path(logger.experiment.dir)
