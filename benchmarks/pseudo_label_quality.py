@@ -11,6 +11,7 @@ published figures for the same algorithm on VOC:
     python -m benchmarks.pseudo_label_quality [--coco-root ../shared/data/tiny_coco] [--workers 2]
         [--datasets tiny_coco] [--methods rect grabcut] [--grabcut-options '{"core": 0}']
         [--box2tag-steps 100]  # 0: no Box2Tag row (it trains one network per class)
+        [--box2tag-steps 50 200 400]  # the trend: a Box2Tag row per budget
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def box2tag_reports(
             data["train_split"] = identity["split"]
         else:  # the datamodule finds the dataset written by `main` (its manifest must match)
             data.update(synthetic_num_train=len(source), synthetic_num_val=1)
-        folder = out / f"box2tag-{identity['name']}-{identity['split']}"
+        folder = out / f"box2tag-{identity['name']}-{identity['split']}-{steps}steps"
         checkpoints = {}
         for label in sorted({e.label for e in scan_crops(source, progress=False)}):
             name = source.classes[label]
@@ -187,13 +188,15 @@ def run_dataset(
             )
             add(f"{method} (old)", old_reports, old_stats, old_times, ["-"] * len(sources))
         add(method, reports, stats, times, ratios)
-    if args.box2tag_steps > 0 and box2tag_splits:
+    budgets = [steps for steps in args.box2tag_steps if steps > 0] if box2tag_splits else []
+    for steps in budgets:
         chosen = [sources[i] for i in box2tag_splits]
         chosen_ids = [identities[i] for i in box2tag_splits]
-        reports = box2tag_reports(chosen, chosen_ids, out, args.box2tag_steps, args.crop_size)
+        reports = box2tag_reports(chosen, chosen_ids, out, steps, args.crop_size)
+        method = "box2tag" if len(budgets) == 1 else f"box2tag {steps}"
         for identity, report in zip(chosen_ids, reports):
             label = f"{name}/{identity['split']}" if len(sources) > 1 else name
-            rows.append(format_row(label, "box2tag", [report], {}, float("nan"), "-"))
+            rows.append(format_row(label, method, [report], {}, float("nan"), "-"))
     return rows
 
 
@@ -218,8 +221,10 @@ def main() -> None:
     parser.add_argument(
         "--box2tag-steps",
         type=int,
-        default=100,
-        help="training steps of each Box2Tag class network (tiny_coco: train2017 only); 0: skip",
+        nargs="+",
+        default=[100],
+        help="training steps of each Box2Tag class network (tiny_coco: train2017 only); several: "
+        "a row per budget ('box2tag 400'); 0: skip",
     )
     parser.add_argument("--crop-size", type=int, default=64, help="Box2Tag crop size")
     args = parser.parse_args()
@@ -266,7 +271,8 @@ def main() -> None:
     )
     print(
         f"options: grabcut {args.grabcut_options}, crf {args.crf_options}; box2tag: "
-        f"{args.box2tag_steps} steps per class network at {args.crop_size} px (T+N)\n"
+        f"{', '.join(map(str, args.box2tag_steps))} steps per class network at "
+        f"{args.crop_size} px (T+N)\n"
     )
     print(HEADER)
     print("\n".join(rows))

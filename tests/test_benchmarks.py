@@ -113,6 +113,29 @@ def test_box2tag_benchmark_prints_both_tables(tmp_path) -> None:
         percent_after(out, rule)
 
 
+def test_pseudo_label_quality_benchmark_prints_every_generator_and_box2tag_budget(
+    tmp_path,
+) -> None:
+    out = run_benchmark(
+        "pseudo_label_quality", "--datasets", "synthetic", "--synthetic-images", "4",
+        "--workers", "1", "--box2tag-steps", "1", "2", "--crop-size", "32",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    # columns: dataset (20 wide), labels (13 wide), images, boxes, mIoU, F-beta, ...
+    rows = {
+        line[21:34].strip(): line[34:].split()
+        for line in out.splitlines()
+        if line.startswith("synthetic ")
+    }
+    # the trend: one Box2Tag row per budget
+    expected = {"rect", "grabcut (old)", "grabcut", "crf (old)", "crf", "box2tag 1", "box2tag 2"}
+    assert set(rows) == expected, out
+    for name, values in rows.items():
+        miou, fbeta = float(values[2]), float(values[3])
+        assert 0.0 <= miou <= 100.0 and 0.0 <= fbeta <= 100.0, (name, values)
+    assert "x old" in out and "F 76.7 [1]" in out
+
+
 def test_scribbles_benchmark_prints_the_local_pam_table(tmp_path) -> None:
     out = run_benchmark(
         "scribbles", "--images", "3", "--coco-root", str(tmp_path / "no_coco"),
