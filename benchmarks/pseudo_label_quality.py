@@ -10,8 +10,7 @@ published figures for the same algorithm on VOC:
 
     python -m benchmarks.pseudo_label_quality [--coco-root ../shared/data/tiny_coco] [--workers 2]
         [--datasets tiny_coco] [--methods rect grabcut] [--grabcut-options '{"core": 0}']
-        [--box2tag-steps 100]  # 0: no Box2Tag row (it trains one network per class)
-        [--box2tag-steps 50 200 400]  # the trend: a Box2Tag row per budget
+        [--box2tag-steps 100]  # several (25 100 400): a row per budget; 0: no Box2Tag row
 """
 
 from __future__ import annotations
@@ -189,9 +188,9 @@ def run_dataset(
             add(f"{method} (old)", old_reports, old_stats, old_times, ["-"] * len(sources))
         add(method, reports, stats, times, ratios)
     budgets = [steps for steps in args.box2tag_steps if steps > 0] if box2tag_splits else []
+    chosen = [sources[i] for i in box2tag_splits]
+    chosen_ids = [identities[i] for i in box2tag_splits]
     for steps in budgets:
-        chosen = [sources[i] for i in box2tag_splits]
-        chosen_ids = [identities[i] for i in box2tag_splits]
         reports = box2tag_reports(chosen, chosen_ids, out, steps, args.crop_size)
         method = "box2tag" if len(budgets) == 1 else f"box2tag {steps}"
         for identity, report in zip(chosen_ids, reports):
