@@ -60,7 +60,7 @@ scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc
 	$(PY) -m wseg.pipeline scribbles --setting $(SETTING)
 
 compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|tiny_coco|voc [ROOT=dir]; rows resume)
-	$(PY) -m wseg.bench --data $(DATA) $(if $(ROOT),--root $(ROOT))
+	$(PY) -m wseg.compare --data $(DATA) $(if $(ROOT),--root $(ROOT))
 
 bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
 	$(PY) -m benchmarks em_family self_correction box2seg box2tag scribbles

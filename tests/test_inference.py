@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 import wseg
 from wseg.__main__ import main
 from wseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform
-from wseg.eval import forward_any_size
 from wseg.inference import Segmenter, normalize
 from wseg.methods import Ancillary, Box2Seg, Supervised
+from wseg.nets.predict import forward_any_size
 
 ENCODER = "tu-mobilenetv3_small_050"
 CLASSES = [f"thing_{i}" for i in range(7)]

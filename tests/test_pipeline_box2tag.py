@@ -14,7 +14,7 @@ from tiny_data import data_args, synthetic
 
 from wseg.data.box_crops import scan_crops
 from wseg.data.datasets import SYNTHETIC_CLASSES, make_source
-from wseg.labels.store import PseudoLabelStore
+from wseg.data.store import PseudoLabelStore
 from wseg.methods.box2tag import Box2TagSingleClass
 from wseg.pipeline import commands, main
 from wseg.pipeline.box2tag import SETTINGS, class_stages, final_stages

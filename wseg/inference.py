@@ -9,10 +9,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,18 +20,14 @@ from torch import Tensor, nn
 
 from wseg.data.datasets.common import read_image
 from wseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from wseg.eval import predict_probs
-from wseg.nets import build_segmenter
+from wseg.nets.checkpoint import load_network
+from wseg.nets.predict import predict_probs
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 """What `Segmenter.segment` reads: a file path, a PIL image or an ``H, W, 3`` uint8 array."""
 
 TTA_SCALES = (0.75, 1.0, 1.25)
-"""Scales of ``tta=True`` when the checkpoint sets no ``tta_scales`` (those of `wseg.bench`)."""
-
-REQUIRED_HPARAMS = ("num_classes", "arch", "encoder")
-BOX_CONDITIONED = "net.box_encoder."
-"""State-dict prefix of the box attention of `wseg.nets.AncillarySegmenter`."""
+"""Scales of ``tta=True`` when the checkpoint sets no ``tta_scales`` (those of `wseg.compare`)."""
 
 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -159,69 +154,6 @@ class Segmenter:
         return probs[0].argmax(0).to(torch.uint8).cpu().numpy()
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a wseg checkpoint (tensors and plain values only: ``weights_only=True``).
-
-    Args:
-        path: A Lightning checkpoint saved while training a `wseg.methods.WeakSegMethod`.
-
-    Returns:
-        Its content, with ``hyper_parameters`` holding `REQUIRED_HPARAMS` and a ``state_dict``.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If it cannot be read or is not a wseg checkpoint (the message says why).
-
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path} is not a wseg checkpoint: torch.load cannot read it ({error})"
-        ) from error
-    if not isinstance(content, Mapping):
-        raise ValueError(f"{path} is not a wseg checkpoint: it holds a {type(content).__name__}")
-    hparams = content.get("hyper_parameters")
-    missing = [] if isinstance(content.get("state_dict"), Mapping) else ["state_dict"]
-    if not isinstance(hparams, Mapping):
-        missing.append("hyper_parameters")
-    else:
-        missing += [f"hyper_parameters.{key}" for key in REQUIRED_HPARAMS if key not in hparams]
-    if missing:
-        raise ValueError(f"{path} is not a wseg checkpoint: it lacks {', '.join(missing)}")
-    return dict(content)
-
-
-def deployed_weights(state_dict: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
-    """The weights of the image-only segmenter of a method's ``net``, prefixes removed.
-
-    A method's segmenter is ``net``; Box2Seg's is ``net.segmenter`` (its `Box2SegNet.export`).
-
-    Args:
-        state_dict: The checkpoint's state dict.
-        path: The checkpoint file, for error messages.
-
-    Returns:
-        Tensors by name as in the plain smp network.
-
-    Raises:
-        ValueError: If there is no ``net`` or it is box-conditioned (the Ancillary model).
-
-    """
-    if any(key.startswith(BOX_CONDITIONED) for key in state_dict):
-        raise ValueError(
-            f"{path}: its network is the box-conditioned ancillary model, which needs boxes as "
-            "input; segment images with a checkpoint of the primary model (SelfCorrection) instead"
-        )
-    prefix = "net.segmenter." if any(k.startswith("net.segmenter.") for k in state_dict) else "net."
-    weights = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    if not weights:
-        raise ValueError(f"{path} is not a wseg checkpoint: its state_dict has no 'net.*' weights")
-    return weights
-
-
 def load(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> Segmenter:
     """Load the segmentation network of a checkpoint of any wseg method, ready to segment.
 
@@ -243,26 +175,15 @@ def load(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> S
         ValueError: If it is not a wseg checkpoint or its network cannot segment images alone.
 
     """
-    path = Path(checkpoint)
-    content = read_checkpoint(path)
-    hparams = content["hyper_parameters"]
+    loaded = load_network(checkpoint, device)
+    hparams = loaded.hparams
     num_classes = int(hparams["num_classes"])
-    if not 1 <= num_classes <= 255:
-        raise ValueError(f"{path}: num_classes={num_classes} does not fit uint8 label maps")
     names = hparams.get("class_names")
     class_names = list(names) if names else [f"class_{i}" for i in range(num_classes)]
-    net = build_segmenter(hparams["arch"], hparams["encoder"], None, num_classes)
-    try:
-        net.load_state_dict(deployed_weights(content["state_dict"], path))
-    except RuntimeError as error:
-        raise ValueError(
-            f"{path}: its 'net' weights do not fit a {hparams['arch']} / {hparams['encoder']} "
-            f"segmenter with {num_classes} classes ({error})"
-        ) from error
     scales = hparams.get("tta_scales")
     return Segmenter(
-        net=net.to(device).eval(),
+        net=loaded.net,
         class_names=class_names,
         tta_scales=tuple(scales) if scales else TTA_SCALES,
-        checkpoint=path,
+        checkpoint=loaded.path,
     )

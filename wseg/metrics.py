@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from wseg.data.records import IGNORE_INDEX
+from wseg.constants import IGNORE_INDEX
 
 
 def confusion_matrix(

@@ -305,7 +305,7 @@ def test_unknown_pseudo_store(synthetic_root, tmp_path):
 
 @pytest.fixture
 def store_factory(tmp_path):
-    from wseg.labels.store import PseudoLabelStore
+    from wseg.data.store import PseudoLabelStore
 
     def make(ids, kind, num_classes, skip=()):
         store = PseudoLabelStore.create_or_resume(

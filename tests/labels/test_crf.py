@@ -9,8 +9,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from tiny_data import TINY_COCO
 
-from wseg.labels._crf_torch import PermutohedralLattice, _hash_lattice
 from wseg.labels.crf import DenseCRFParams, dense_crf, unary_from_labels
+from wseg.nets.mean_field import PermutohedralLattice, _hash_lattice
 
 PARITY = 0.97
 

@@ -12,6 +12,7 @@ import pytest
 
 from wseg.data.datasets import make_source
 from wseg.data.records import Sample
+from wseg.data.store import PseudoLabelStore
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.weak import rect_labels
 from wseg.labels.__main__ import main
@@ -24,7 +25,6 @@ from wseg.labels.generate import (
     generate,
     shard,
 )
-from wseg.labels.store import PseudoLabelStore
 
 NUM_TRAIN = 40
 

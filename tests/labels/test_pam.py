@@ -8,6 +8,7 @@ import torch
 
 from wseg.data.datasets import make_source
 from wseg.data.records import Sample
+from wseg.data.store import PseudoLabelStore
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.transforms import build_eval_transform, transform_sample
 from wseg.data.weak import sample_scribble
@@ -20,12 +21,11 @@ from wseg.labels.pam import (
     PFAGenerator,
     SubsetSource,
     combine,
-    load_segmenter,
     local_pam,
     regularise,
 )
-from wseg.labels.store import PseudoLabelStore
 from wseg.methods.scribble import ScribblePAM
+from wseg.nets.checkpoint import load_network
 
 NUM_CLASSES = 7
 
@@ -221,7 +221,7 @@ def test_stores_of_local_global_and_combined_pams(tiny_root: Path, tmp_path: Pat
     np.testing.assert_array_equal(label, (0.5 * p_local + 0.5 * p_global).argmax(0))
     alone = PFAGenerator(global_checkpoint=checkpoint, regulariser="potts")
     assert alone.potts_lambda == 50.0
-    assert isinstance(load_segmenter(tmp_path / "global.ckpt"), torch.nn.Module)
+    assert isinstance(load_network(tmp_path / "global.ckpt").net, torch.nn.Module)
     with pytest.raises(ValueError, match="the global PAM changed"):
         PFAGenerator(global_checkpoint=checkpoint, global_digest="0" * 64)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from wseg.data.records import Sample, SegmentationSource
+from wseg.data.store import PseudoLabelStore
 from wseg.labels.quality import box_fbeta, evaluate_store, fbeta, format_quality
-from wseg.labels.store import PseudoLabelStore
 
 
 class ListSource(SegmentationSource):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from wseg.data.datasets import make_source
+from wseg.data.store import PseudoLabelStore
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.__main__ import main
 from wseg.labels.generate import RectGenerator, generate
 from wseg.labels.show import GAP, draw_boxes, show_store
-from wseg.labels.store import PseudoLabelStore
 from wseg.visualize import overlay
 
 SIZE = (48, 64)

@@ -8,10 +8,10 @@ import yaml
 
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
-from wseg.labels.__main__ import _key_values
 from wseg.labels.generate import build_generator, generate
 from wseg.labels.quality import evaluate_store
 from wseg.labels.tune import candidate_generators, held_out_indices, main, tune_crf
+from wseg.options import parse_key_values
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_command_writes_the_best_candidate(synthetic: Path, tmp_path, capsys) ->
     assert generator.options() == chosen["options"]
     words = shlex.split(chosen["generate"])
     flags = [words[i + 1] for i, word in enumerate(words) if word == "-o"]
-    assert _key_values(flags, "-o") == chosen["options"]  # the printed command reproduces it
+    assert parse_key_values(flags, "-o") == chosen["options"]  # the printed command reproduces it
     assert "chosen:" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="exists"):
         main(argv)

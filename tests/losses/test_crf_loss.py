@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wseg.labels._crf_torch import window_bilateral_filter
 from wseg.losses import DenseCRFLoss
+from wseg.nets.mean_field import window_bilateral_filter
 
 
 def brute_force_loss(images, probs, roi, sigma_rgb, sigma_xy, weight):

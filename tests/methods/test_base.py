@@ -4,9 +4,9 @@ import torch.nn.functional as F
 from fake_batches import NUM_CLASSES, TINY, BatchList, batch_loader, make_batch, quiet_trainer
 from lightning.pytorch import Trainer
 
-from wseg.eval import predict_probs
 from wseg.methods import BboxRect, Supervised
 from wseg.metrics import confusion_matrix, iou_from_confusion, mean_iou
+from wseg.nets.predict import predict_probs
 from wseg.postprocess import crf_postprocess
 
 

@@ -71,7 +71,7 @@ class WeakSegDataset(Dataset):
         scribble_seed: Global seed of synthesised scribbles (mixed with each image id).
         curated_scribbles: Give every scribbled pixel its class in the full mask
             (`wseg.data.weak.curate_scribbles`).
-        pseudo_store: A `wseg.labels.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
+        pseudo_store: A `wseg.data.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
         with_size: Add ``size``, long ``(H, W)`` of the transformed image, so that predictions can
             be cropped back to it after the collate pads the batch (the evaluation datasets).
 
@@ -632,7 +632,7 @@ class WeakSegDataModule(L.LightningDataModule):
             save_split(self.strong_ids, folder / STRONG_SPLIT_NAME)
 
     def _open_store(self) -> Any:
-        from wseg.labels.store import PseudoLabelStore, StoreError
+        from wseg.data.store import PseudoLabelStore, StoreError
 
         try:
             store = PseudoLabelStore(self.pseudo_labels)

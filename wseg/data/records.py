@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from wseg.constants import IGNORE_INDEX
+
+__all__ = ["IGNORE_INDEX", "VOC_CLASSES", "Sample", "SegmentationSource", "voc_palette"]
 
 VOC_CLASSES: tuple[str, ...] = (
     "background",

@@ -1,5 +1,6 @@
 """Pseudo-label makers (GrabCut, dense CRF, Potts) and the on-disk store they write to."""
 
+from wseg.data.store import PseudoLabelStore, StoreError
 from wseg.labels.generate import (
     GENERATORS,
     CRFGenerator,
@@ -12,7 +13,6 @@ from wseg.labels.generate import (
 from wseg.labels.grabcut import grabcut_labels
 from wseg.labels.potts import potts_map
 from wseg.labels.quality import evaluate_store
-from wseg.labels.store import PseudoLabelStore, StoreError
 
 __all__ = [
     "GENERATORS",

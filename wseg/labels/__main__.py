@@ -12,32 +12,17 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from wseg.data.check import check_source, format_checks
+from wseg.data.datasets import DATASET_NAMES
+from wseg.data.store import PseudoLabelStore
 from wseg.labels.generate import GENERATORS, build_generator, generate
 from wseg.labels.quality import evaluate_store, format_quality
-from wseg.labels.store import PseudoLabelStore
-
-DATASETS = ("synthetic", "voc", "coco", "cityscapes")
-
-
-def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
-    """Parse ``KEY=VALUE`` pairs; values are JSON when they parse as JSON, else strings."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{flag} expects KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
+from wseg.options import parse_key_values
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--config", help="experiment YAML: read its data section's training split (or --split)"
     )
-    gen.add_argument("--dataset", choices=DATASETS, help="without --config")
+    gen.add_argument("--dataset", choices=DATASET_NAMES, help="without --config")
     gen.add_argument("--root", help="dataset root (without --config)")
     gen.add_argument("--split", help="default: the config's training split, else train")
     gen.add_argument("--generator", choices=sorted(GENERATORS), required=True)
@@ -79,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--ids", nargs="+", help="these image ids instead")
     show.add_argument("--out", help="panel folder (default: <store>-show beside the store)")
     for sub in (rep, show):
-        sub.add_argument("--dataset", choices=DATASETS, help="default: the store's manifest")
+        sub.add_argument("--dataset", choices=DATASET_NAMES, help="default: the store's manifest")
         sub.add_argument("--root", help="default: the store's manifest")
         sub.add_argument("--split", help="default: the store's manifest")
         sub.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE")
@@ -91,7 +76,7 @@ def _store_source(args: argparse.Namespace) -> tuple[PseudoLabelStore, str, str,
     store = PseudoLabelStore(args.store)
     dataset = store.manifest["config"].get("dataset", {})
     options = dict(dataset.get("options", {}))
-    options.update(_key_values(args.dataset_option, "--dataset-option"))
+    options.update(parse_key_values(args.dataset_option, "--dataset-option"))
     name = args.dataset or dataset.get("name")
     root = args.root or dataset.get("root")
     split = args.split or dataset.get("split")
@@ -117,7 +102,7 @@ def _generation_source(args: argparse.Namespace) -> tuple[str, str, str, dict, A
     """
     from wseg.data.datasets import make_source
 
-    reader_options = _key_values(args.dataset_option, "--dataset-option")
+    reader_options = parse_key_values(args.dataset_option, "--dataset-option")
     if args.config:
         from wseg.data.config import datamodule_from_config
 
@@ -155,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "generate":
         try:
-            generator = build_generator(args.generator, **_key_values(args.option, "--option"))
+            generator = build_generator(args.generator, **parse_key_values(args.option, "--option"))
         except (TypeError, ValueError) as error:
             raise SystemExit(f"bad generator options: {error}") from error
         dataset, root, split, reader_options, source = _generation_source(args)

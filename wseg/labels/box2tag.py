@@ -7,7 +7,6 @@ and conflicts resolved by one of three rules. Each rule's labels go to their own
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import time
 from collections import Counter, defaultdict
@@ -17,20 +16,22 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from wseg.data.box_crops import crop_box, normalise, paste_box
 from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
+from wseg.data.store import PseudoLabelStore
 from wseg.data.weak import box_pixel_bounds, paint_order
 from wseg.labels.quality import evaluate_store, fbeta
-from wseg.labels.store import PseudoLabelStore
+from wseg.nets.checkpoint import file_digest, load_network
+from wseg.nets.predict import forward_any_size
 
 __all__ = [
     "RULES",
     "BoxSegmenter",
     "Rule",
     "assemble_pseudo_gt",
-    "file_digest",
     "generate_box2tag",
 ]
 
@@ -100,15 +101,6 @@ def assemble_pseudo_gt(
     return out
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (a network's identity in a store's configuration)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class BoxSegmenter:
     """Segments each box of a sample with its class's single-class network (sec. 4.3).
 
@@ -136,23 +128,22 @@ class BoxSegmenter:
         device: str = "cpu",
         batch_size: int = 32,
     ) -> None:
-        from wseg.methods.box2tag import Box2TagSingleClass
-
         self.crop_size = crop_size
         self.border = border
         self.threshold = threshold
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.nets: dict[int, Box2TagSingleClass] = {}
+        self.nets: dict[int, nn.Module] = {}
         for label, path in checkpoints.items():
             if not Path(path).is_file():
                 raise FileNotFoundError(f"single-class network of class {label}: {path} is missing")
-            model = Box2TagSingleClass.load_from_checkpoint(path, map_location=self.device)
-            if model.hparams.border != border:
+            loaded = load_network(path, self.device)
+            trained_border = loaded.hparams.get("border")
+            if trained_border != border:
                 raise ValueError(
-                    f"{path} was trained with a {model.hparams.border}-pixel border, not {border}"
+                    f"{path} was trained with a {trained_border}-pixel border, not {border}"
                 )
-            self.nets[int(label)] = model.eval()
+            self.nets[int(label)] = loaded.net
 
     @torch.no_grad()
     def __call__(self, sample: Sample) -> list[np.ndarray | None]:
@@ -182,7 +173,8 @@ class BoxSegmenter:
                         for k in chunk
                     ]
                 ).to(self.device)
-                probs = torch.softmax(net(images), dim=1)[:, 1].float().cpu().numpy()
+                logits = forward_any_size(net, images)
+                probs = torch.softmax(logits, dim=1)[:, 1].float().cpu().numpy()
                 for k, prob in zip(chunk, probs):
                     bound = box_pixel_bounds(sample.boxes[k], sample.size)
                     masks[k] = paste_box(prob, bound, self.crop_size, self.border) >= self.threshold

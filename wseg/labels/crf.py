@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wseg.labels._crf_torch import NormalizedKernel, mean_field, pixel_grid
+from wseg.nets.mean_field import NormalizedKernel, mean_field, pixel_grid
 
 IGNORE_INDEX = 255
 # Energy given to the labels a clamped pixel cannot take: exp(-1e4) is exactly 0 in float32, and

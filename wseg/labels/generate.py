@@ -22,9 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
+from wseg.data.store import PseudoLabelStore
 from wseg.data.weak import box_pixel_bounds, rect_labels
 from wseg.labels.grabcut import grabcut_labels
-from wseg.labels.store import PseudoLabelStore
 from wseg.parallel import pool_imap_unordered
 
 __all__ = [

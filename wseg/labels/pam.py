@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,15 @@ from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
 from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
+from wseg.data.store import PseudoLabelStore
+from wseg.data.transforms import build_eval_transform, transform_sample
 from wseg.data.weak import sample_scribble
+from wseg.labels.crf import DenseCRFParams, dense_crf
 from wseg.labels.generate import LabelGenerator
-from wseg.labels.store import PseudoLabelStore
+from wseg.labels.potts import potts_map
+from wseg.nets.checkpoint import file_digest, load_network
+from wseg.nets.predict import predict_probs
+from wseg.nets.pretrained import offline_lite0_state_dict
 
 __all__ = [
     "FEATURES",
@@ -36,7 +41,6 @@ __all__ = [
     "PFAGenerator",
     "SubsetSource",
     "combine",
-    "load_segmenter",
     "local_pam",
     "regularise",
 ]
@@ -88,8 +92,6 @@ class ColourPositionFeatures:
 @functools.lru_cache(maxsize=1)
 def _lite0_stem_weight() -> torch.Tensor:
     """The 32 ImageNet stem filters (``32, 3, 3, 3``) of EfficientNet-Lite0, read once."""
-    from wseg.nets.pretrained import offline_lite0_state_dict
-
     return offline_lite0_state_dict()["conv_stem.weight"].float()
 
 
@@ -287,14 +289,10 @@ def regularise(
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
     p = torch.from_numpy(np.ascontiguousarray(probs[active], np.float32))[None]
     if method == "potts":
-        from wseg.labels.potts import potts_map
-
         solved = potts_map(
             p, pixels.float(), lam=potts_lambda, eta=potts_eta, max_iter=potts_max_iter
         )
     else:
-        from wseg.labels.crf import DenseCRFParams, dense_crf
-
         params = DenseCRFParams(**(PAPER_CRF if crf is None else crf))
         solved = dense_crf(pixels, p, params, backend=crf_backend)
     out = np.zeros(probs.shape, np.float32)
@@ -366,41 +364,6 @@ class LocalPAMGenerator(LabelGenerator):
         return probs, Counter(scribbled_pixels=scribbled, without_scribble=int(scribbled == 0))
 
 
-def load_segmenter(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The segmenter ``net`` of a `wseg.methods.WeakSegMethod` checkpoint, in eval mode.
-
-    Args:
-        checkpoint: A Lightning checkpoint of any wseg method.
-        device: Where to put the network.
-
-    Returns:
-        The network (``B, 3, H, W`` normalised images to logits).
-
-    """
-    from wseg.nets import build_segmenter
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"global PAM checkpoint not found: {path}")
-    content = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = content.get("hyper_parameters", {})
-    missing = {"arch", "encoder", "num_classes"} - set(hparams)
-    if missing or "state_dict" not in content:
-        raise ValueError(f"{path} is not a wseg method checkpoint (lacks {sorted(missing)})")
-    net = build_segmenter(hparams["arch"], hparams["encoder"], None, hparams["num_classes"])
-    state = {k[4:]: v for k, v in content["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    return net.to(device).eval()
-
-
-def _file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class PFAGenerator(LabelGenerator):
     """Predicted full annotations: local, global or combined PAM, regularised, argmax (Eq. 6-13).
@@ -454,7 +417,7 @@ class PFAGenerator(LabelGenerator):
             path = Path(self.global_checkpoint)
             if not path.is_file():
                 raise FileNotFoundError(f"global PAM checkpoint not found: {path}")
-            digest = _file_digest(path)
+            digest = file_digest(path)
             if self.global_digest and self.global_digest != digest:
                 raise ValueError(
                     f"{path} has SHA-256 {digest[:12]}..., not the expected "
@@ -475,12 +438,9 @@ class PFAGenerator(LabelGenerator):
 
     def global_probs(self, sample: Sample, num_classes: int) -> np.ndarray:
         """``float32`` ``L, H, W`` softmax of the global PAM on the full image."""
-        from wseg.data.transforms import build_eval_transform, transform_sample
-        from wseg.eval import predict_probs
-
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if self._net is None:
-            self._net = load_segmenter(self.global_checkpoint, device)
+            self._net = load_network(self.global_checkpoint, device).net
         image = transform_sample(build_eval_transform(), sample, num_classes)["image"]
         with torch.no_grad():
             probs = predict_probs(self._net, image[None].to(device))[0]

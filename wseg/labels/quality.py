@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
+from wseg.data.store import PseudoLabelStore
 from wseg.data.weak import box_pixel_bounds
-from wseg.labels.store import PseudoLabelStore
 from wseg.metrics import confusion_matrix, iou_from_confusion, mean_iou
 
 __all__ = ["box_fbeta", "evaluate_store", "fbeta", "format_quality"]

@@ -15,8 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wseg.data.records import SegmentationSource, voc_palette
+from wseg.data.store import PseudoLabelStore
 from wseg.data.weak import box_pixel_bounds
-from wseg.labels.store import PseudoLabelStore
 from wseg.visualize import overlay
 
 __all__ = ["draw_boxes", "show_store", "store_panel"]

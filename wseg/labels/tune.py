@@ -26,11 +26,12 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from wseg.data.datasets import DATASET_NAMES
 from wseg.data.records import SegmentationSource
-from wseg.labels.__main__ import DATASETS, _key_values
 from wseg.labels.crf import DenseCRFParams
 from wseg.labels.generate import CRFGenerator
 from wseg.metrics import confusion_matrix, mean_iou
+from wseg.options import parse_key_values
 from wseg.parallel import pool_imap_unordered
 
 __all__ = ["TuneResult", "candidate_generators", "held_out_indices", "main", "tune_crf"]
@@ -210,7 +211,7 @@ def generate_command(options: dict[str, Any]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wseg.labels.tune", description=__doc__)
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--dataset", choices=DATASET_NAMES, required=True)
     parser.add_argument("--root", required=True, help="dataset root")
     parser.add_argument("--split", default="val", help="fully labelled split to hold out from")
     parser.add_argument("--num-images", type=int, default=100, help="paper: 100")
@@ -254,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> TuneResult:
         generators = candidate_generators(args.alphas, args.box_priors, grid, args.backend)
     except ValueError as error:
         raise SystemExit(f"bad candidate values: {error}") from error
-    options = _key_values(args.dataset_option, "--dataset-option")
+    options = parse_key_values(args.dataset_option, "--dataset-option")
     source = make_source(args.dataset, args.root, args.split, **options)
     result = tune_crf(source, generators, args.num_images, args.seed, args.workers)
     for candidate, miou in zip(result.candidates, result.mious):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wseg.labels._crf_torch import window_bilateral_filter
+from wseg.nets.mean_field import window_bilateral_filter
 
 
 class DenseCRFLoss(nn.Module):

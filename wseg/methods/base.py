@@ -12,9 +12,9 @@ from torch import Tensor
 
 from wseg.callbacks import ValidationOverlays
 from wseg.data.records import IGNORE_INDEX
-from wseg.eval import forward_any_size, predict_probs, resize_probs
 from wseg.metrics import ConfusionMatrix, iou_from_confusion, mean_iou, pixel_accuracy
 from wseg.nets import Arch, build_segmenter
+from wseg.nets.predict import forward_any_size, predict_probs, resize_probs
 from wseg.postprocess import crf_postprocess
 
 

@@ -12,7 +12,6 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wseg.eval import forward_any_size, predict_probs
 from wseg.losses.box2seg import (
     affinity_loss,
     attention_box_loss,
@@ -24,6 +23,7 @@ from wseg.losses.box2seg import (
 )
 from wseg.methods.base import WeakSegMethod
 from wseg.nets.box2seg import Box2SegNet
+from wseg.nets.predict import forward_any_size, predict_probs
 from wseg.nets.pretrained import load_checkpoint_tensors
 
 GRABCUT_HINT = (

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wseg.data.records import IGNORE_INDEX
-from wseg.eval import resize_probs
 from wseg.methods.base import WeakSegMethod
+from wseg.nets.predict import resize_probs
 
 
 def partial_cross_entropy(logits: Tensor, scribble: Tensor) -> Tensor:

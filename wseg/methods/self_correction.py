@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wseg.data.records import IGNORE_INDEX
-from wseg.eval import predict_probs
 from wseg.losses.self_correction import (
     AlphaShape,
     alpha_schedule,
@@ -24,16 +23,19 @@ from wseg.losses.self_correction import (
 )
 from wseg.methods.base import WeakSegMethod
 from wseg.nets.ancillary import AncillarySegmenter
+from wseg.nets.predict import predict_probs
 from wseg.nets.pretrained import load_checkpoint_tensors
 from wseg.nets.self_correction import ConvSelfCorrection
 
+# Stage folders of the self-correction chain whose checkpoints the later stages read; a missing
+# ``<out>/<setting>/<stage>/final.ckpt`` names its setting.
+_CHAIN_STAGES = ("ancillary", "ancillary_half", "conv_pretrain")
+
 
 def _pipeline_hint(path: str, mode: str) -> str:
-    """How to make a missing stage checkpoint; names the setting when the path is the pipeline's."""
-    from wseg.pipeline.selfcorr import SETTINGS
-
-    setting = Path(path).parent.parent.name
-    setting = setting if setting in SETTINGS else "<setting>"
+    """How to make a missing stage checkpoint; names the setting when the path is the chain's."""
+    parent = Path(path).parent
+    setting = parent.parent.name if parent.name in _CHAIN_STAGES else "<setting>"
     return (
         f"train the earlier stages with `python -m wseg.pipeline selfcorr --setting {setting} "
         f"--mode {mode}` (it runs every missing stage; `python -m wseg.pipeline selfcorr --help` "

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from wseg.labels.__main__ import _key_values
+from wseg.data.store import PseudoLabelStore
 from wseg.labels.generate import CRFGenerator, build_generator
-from wseg.labels.store import PseudoLabelStore
+from wseg.options import parse_key_values
 from wseg.pipeline.stages import (
     EXPERIMENTS,
     SPLIT_KEYS,
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
     """
     config = SETTINGS[args.setting]
     out = args.out / args.setting
-    options = _key_values(args.option, "-o")
+    options = parse_key_values(args.option, "-o")
     try:
         generator = build_generator("crf", **crf_options(args.tuned, options))
     except (TypeError, ValueError, FileNotFoundError) as error:

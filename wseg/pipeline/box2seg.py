@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wseg.labels.store import PseudoLabelStore
+from wseg.data.store import PseudoLabelStore
 from wseg.pipeline.stages import (
     EXPERIMENTS,
     SPLIT_KEYS,

@@ -27,9 +27,10 @@ from wseg.data.check import require_clean
 from wseg.data.records import IGNORE_INDEX, SegmentationSource
 from wseg.data.weak import curated_scribble_ids, load_split, sample_scribble, save_split
 from wseg.labels.generate import generate
-from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource, load_segmenter
+from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource
 from wseg.labels.quality import evaluate_store
 from wseg.metrics import confusion_matrix, gap_reduction, mean_iou
+from wseg.nets.checkpoint import load_network
 from wseg.pipeline.stages import (
     EXPERIMENTS,
     FINAL,
@@ -222,10 +223,10 @@ def network_miou(checkpoint: Path, source: SegmentationSource, progress: bool = 
 
     """
     from wseg.data.transforms import build_eval_transform, transform_sample
-    from wseg.eval import predict_probs
+    from wseg.nets.predict import predict_probs
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = load_segmenter(checkpoint, device)
+    net = load_network(checkpoint, device).net
     transform = build_eval_transform()
     num_classes = source.num_classes
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)

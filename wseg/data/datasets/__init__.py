@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from wseg.data.datasets.cityscapes import CityscapesSource, cityscapes_classes
 from wseg.data.datasets.coco import COCOSource, coco_classes
@@ -16,9 +16,12 @@ from wseg.data.records import VOC_CLASSES, SegmentationSource
 SYNTHETIC_CLASSES: tuple[str, ...] = VOC_CLASSES[:7]
 SYNTHETIC_SCRIBBLE_DIR = "Scribbles"
 
-DatasetName = Literal["voc", "cityscapes", "coco", "synthetic"]
+DatasetName = Literal["synthetic", "voc", "coco", "cityscapes"]
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
+"""The names `make_source` reads (the ``--dataset`` choices of the commands)."""
 
 __all__ = [
+    "DATASET_NAMES",
     "SYNTHETIC_CLASSES",
     "CityscapesSource",
     "COCOSource",

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wseg.eval import forward_any_size, predict_probs, resize_probs
+from wseg.nets.predict import forward_any_size, predict_probs, resize_probs
 
 
 class Pointwise(nn.Module):

@@ -1,4 +1,4 @@
-"""`python -m wseg.bench`: rows train through the CLI, validate three ways, cache, resume."""
+"""`python -m wseg.compare`: rows train through the CLI, validate three ways, cache, resume."""
 
 import argparse
 import csv
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wseg.bench import (
+from wseg.compare import (
     DATASETS,
     ROWS,
     Row,
@@ -144,7 +144,7 @@ def test_voc_rows_run_the_papers_experiments_on_a_voc_layout(tmp_path: Path) -> 
 def test_report_run_is_offline_without_wandb_settings(tmp_path: Path) -> None:
     # In a fresh process without WANDB_MODE or a login (wandb caches its settings per process).
     code = (
-        "import sys; from pathlib import Path; from wseg.bench import RowResult, log_to_wandb, "
+        "import sys; from pathlib import Path; from wseg.compare import RowResult, log_to_wandb, "
         "write_outputs; out = Path(sys.argv[1]); rows = [RowResult('full', 'Full', None, 1, 2, 3)];"
         " print(log_to_wandb(rows, write_outputs(rows, out, 'h'), out, 'bench_test'))"
     )

@@ -1,6 +1,6 @@
 """One-command method comparison: every family at one backbone and budget, on one dataset.
 
-    python -m wseg.bench [--data synthetic|tiny_coco|voc] [--root DIR] [--rows ...] [-- <fit args>]
+    python -m wseg.compare [--data synthetic|tiny_coco|voc] [--root DIR] [--rows ...] [-- <args>]
 
 Each row trains through the real command line (a single ``python -m wseg fit`` stage, or the
 family's `wseg.pipeline` chain), then its final network is validated three ways: plain, with
@@ -31,9 +31,9 @@ import torch
 import yaml
 
 from wseg.data.datamodule import WeakSegDataModule
+from wseg.data.store import PseudoLabelStore
 from wseg.labels.generate import build_generator, generate
 from wseg.labels.quality import evaluate_store
-from wseg.labels.store import PseudoLabelStore
 from wseg.pipeline import commands
 from wseg.pipeline.stages import EXPERIMENTS, FINAL, METRICS, Stage, data_overrides, run_stages
 
@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> list[RowResult]:
     split_at = argv.index("--") if "--" in argv else len(argv)
     own, fit_args = argv[:split_at], argv[split_at + 1 :]
     parser = argparse.ArgumentParser(
-        prog="python -m wseg.bench", description=__doc__.split("\n")[0]
+        prog="python -m wseg.compare", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--data", default="synthetic", choices=DATASETS)
     parser.add_argument("--root", help="dataset root (default: the data config's)")

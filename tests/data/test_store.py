@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import wseg
-from wseg.labels.store import MANIFEST_NAME, PseudoLabelStore, StoreError, config_hash
+from wseg.data.store import MANIFEST_NAME, PseudoLabelStore, StoreError, config_hash
 
 CONFIG = {"generator": "rect", "options": {}, "dataset": {"name": "toy", "split": "train"}}
 
