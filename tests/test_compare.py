@@ -1,7 +1,7 @@
 """`python -m wseg.compare`: rows train through the CLI, validate three ways, cache, resume."""
 
-import argparse
 import csv
+import inspect
 import json
 import os
 import shutil
@@ -24,9 +24,9 @@ from wseg.compare import (
     main,
     train_row,
 )
+from wseg.constants import EXPERIMENTS
 from wseg.data.synthetic import generate_synthetic
 from wseg.pipeline import commands
-from wseg.pipeline.stages import EXPERIMENTS
 
 TINY = [
     "--data.init_args.synthetic_num_train", "6",
@@ -77,11 +77,11 @@ def test_every_row_has_a_runnable_setup_for_every_dataset() -> None:
         for setup in row.setups.values():
             if row.pipeline is None:
                 assert (EXPERIMENTS / setup).is_file(), setup
-            else:  # the pipeline's own parser accepts the setting (and the row's arguments)
-                parser = argparse.ArgumentParser()
-                pipelines[row.pipeline].add_arguments(parser)
-                args = parser.parse_args(["--setting", setup, *row.pipeline_args])
-                assert args.setting == setup
+            else:  # the pipeline has the setting, and its run_chain takes the row's options
+                module = pipelines[row.pipeline]
+                assert setup in module.SETTINGS, (row.name, setup)
+                parameters = inspect.signature(module.run_chain).parameters
+                assert set(row.pipeline_options) <= set(parameters), row.name
     tiny_coco = [ROWS[name].setups["tiny_coco"] for name in ("full", "bbox_rect")]
     for config in tiny_coco:
         data = yaml.safe_load((EXPERIMENTS / config).read_text())["data"]

@@ -137,3 +137,13 @@ def test_both_stages_train_under_two_process_ddp(tmp_path: Path, monkeypatch) ->
     metrics = json.loads((tmp_path / "runs" / "demo" / "main" / "metrics.json").read_text())
     assert {**metrics, "stage_dir": str(tmp_path / "runs" / "demo" / "main")} == results["main"]
     assert os.path.getsize(tmp_path / "runs/demo/main" / FINAL)
+
+
+def test_the_chain_runs_from_python_without_a_parser(tmp_path: Path, capsys) -> None:
+    from wseg.pipeline.box2seg import run_chain
+
+    assert run_chain("demo", tmp_path / "runs", dry_run=True) == {}
+    printed = capsys.readouterr().out
+    assert "would make or finish a store" in printed and "fit" in printed
+    with pytest.raises(ValueError, match=r"box2seg: no setting 'nope'; the settings are \["):
+        run_chain("nope", tmp_path / "runs", dry_run=True)

@@ -23,19 +23,21 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 
+from wseg.constants import EXPERIMENTS
 from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.store import PseudoLabelStore
 from wseg.labels.generate import build_generator, generate
 from wseg.labels.quality import evaluate_store
 from wseg.pipeline import commands
-from wseg.pipeline.stages import EXPERIMENTS, FINAL, METRICS, Stage, data_overrides, run_stages
+from wseg.pipeline.stages import FINAL, METRICS, Stage, data_overrides, run_stages
 
 RESULT = "result.json"
 TTA_SCALES = (0.75, 1.0, 1.25)
@@ -51,7 +53,8 @@ class Row:
         setups: For each dataset, the experiment YAML of a single-stage row (relative to
             ``experiments/``) or the ``--setting`` of a chain row's pipeline command.
         pipeline: `wseg.pipeline` command of a multi-stage row (None: one ``fit`` stage).
-        pipeline_args: More arguments of that command (``--setting`` and ``--out`` are added).
+        pipeline_options: Keyword arguments of that pipeline's ``run_chain`` beyond the
+            setting, output root and fit arguments (e.g. ``{"mode": "conv"}``).
         labels: ``rect`` to measure Bbox-Rect labels; ``store`` for the pseudo-label store the
             final stage trains on; None when the method makes no labels.
 
@@ -61,7 +64,7 @@ class Row:
     title: str
     setups: dict[str, str]
     pipeline: str | None = None
-    pipeline_args: tuple[str, ...] = ()
+    pipeline_options: Mapping[str, Any] = field(default_factory=dict)
     labels: str | None = None
 
 
@@ -101,7 +104,7 @@ ROWS: dict[str, Row] = {
             "Self-correction, conv (Ibrahim 2020)",
             _setups("demo", "tiny_coco", "voc_f1464"),
             pipeline="selfcorr",
-            pipeline_args=("--mode", "conv"),
+            pipeline_options={"mode": "conv"},
         ),
         Row(
             "box2seg",
@@ -115,7 +118,7 @@ ROWS: dict[str, Row] = {
             "Box2Tag, overlap-void (Ji & Veksler 2021)",
             _setups("demo", "tiny_coco", "voc"),
             pipeline="box2tag",
-            pipeline_args=("--rule", "overlap-void"),
+            pipeline_options={"rule": "overlap-void"},
             labels="store",
         ),
     )
@@ -154,11 +157,8 @@ def train_row(row: Row, data: str, out: Path, extra: Sequence[str]) -> Path:
         available = commands()
         if row.pipeline not in available:
             raise ValueError(f"row {row.name!r}: no pipeline command {row.pipeline!r}")
-        module = available[row.pipeline]
-        parser = argparse.ArgumentParser(prog=f"wseg.pipeline {row.pipeline}")
-        module.add_arguments(parser)
-        argv = ["--setting", setup, *row.pipeline_args, "--out", str(out)]
-        results = module.run(parser.parse_args(argv), extra)
+        run_chain = available[row.pipeline].run_chain
+        results = run_chain(setup, out, extra, **row.pipeline_options)
     if not results:
         raise RuntimeError(f"row {row.name!r}: its chain finished no stage")
     return Path(list(results.values())[-1]["stage_dir"])

@@ -21,10 +21,10 @@ from PIL import Image
 
 from wseg.cli import WSegCLI
 from wseg.cli import main as cli_main
+from wseg.constants import EXPERIMENTS
 from wseg.data.synthetic import bbox_rect_miou
 from wseg.visualize import panel, to_uint8_image
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_EXPERIMENTS = ("supervised", "bbox_rect")
 
 
@@ -51,9 +51,9 @@ def train(name: str, out: Path, overrides: Sequence[str] = ()) -> DemoRow:
         The table row, with the CLI object for predictions.
 
     """
-    config = REPO / "experiments" / "demo" / f"{name}.yaml"
+    config = EXPERIMENTS / "demo" / f"{name}.yaml"
     if not config.is_file():
-        raise FileNotFoundError(f"{config} not found: run the demo from a wseg source checkout")
+        raise FileNotFoundError(f"{config} not found: this wseg install lacks its experiments")
     args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(out / name)]
     args += ["--trainer.logger.init_args.save_dir", str(out), *overrides]
     start = time.perf_counter()

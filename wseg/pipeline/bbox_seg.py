@@ -11,23 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from wseg.constants import EXPERIMENTS
 from wseg.data.store import PseudoLabelStore
 from wseg.labels.generate import CRFGenerator, build_generator
 from wseg.options import parse_key_values
 from wseg.pipeline.stages import (
-    EXPERIMENTS,
     SPLIT_KEYS,
     Stage,
     data_overrides,
     load_config,
-    report,
-    run_stages,
+    run_and_report,
+    setting_named,
 )
 
 COMMAND = "bbox-seg"
@@ -160,31 +160,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Make (or resume) the store of ``args.setting``, then run (or skip) its fit.
+def run_chain(
+    setting: str,
+    out: Path = Path("runs/bbox_seg"),
+    overrides: Sequence[str] = (),
+    *,
+    tuned: Path | None = None,
+    crf: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    dry_run: bool = False,
+    stage_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Make (or resume) the CRF store of ``setting``, then run (or skip) its fit.
 
     Args:
-        args: The parsed ``bbox-seg`` arguments.
-        extra: Arguments for the fit's ``python -m wseg fit``.
+        setting: A name of `SETTINGS`.
+        out: Output root; the chain writes ``out/<setting>/``.
+        overrides: Arguments for the fit's ``python -m wseg fit``.
+        tuned: Output of ``python -m wseg.labels.tune`` (its alpha and CRF), or None.
+        crf: CRF generator options (after ``tuned``), e.g. ``{"alpha": 0.3}``.
+        workers: CRF processes.
+        dry_run: Print the store path and fit command only.
+        stage_overrides: ``{"fit": [...]}``: arguments for the fit only.
 
     Returns:
         The final metrics of the fit once it has finished.
 
+    Raises:
+        SystemExit: If the CRF options are bad.
+
     """
-    config = SETTINGS[args.setting]
-    out = args.out / args.setting
-    options = parse_key_values(args.option, "-o")
+    config = setting_named(SETTINGS, setting, COMMAND)
+    folder = Path(out) / setting
     try:
-        generator = build_generator("crf", **crf_options(args.tuned, options))
+        generator = build_generator("crf", **crf_options(tuned, dict(crf or {})))
     except (TypeError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"bad crf generator options: {error}") from error
-    if args.dry_run:
-        store = store_plan(config, extra, generator, out / "stores")["path"]
+    if dry_run:
+        store = store_plan(config, overrides, generator, folder / "stores")["path"]
         print(f"[pipeline] store: {store} ({generator.options()})", flush=True)
     else:
-        store = make_store(config, extra, generator, out / "stores", args.workers)
+        store = make_store(config, overrides, generator, folder / "stores", workers)
     stage = Stage("fit", config, split=None, data_args={"pseudo_labels": str(store)})
-    overrides = getattr(args, "stage_overrides", None)
-    results = run_stages([stage], args.setting, out, None, extra, args.dry_run, overrides)
-    report(results)
-    return results
+    return run_and_report([stage], setting, folder, None, overrides, dry_run, stage_overrides)
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """`run_chain` from the parsed ``bbox-seg`` arguments (``extra``: for the fit)."""
+    return run_chain(
+        args.setting,
+        args.out,
+        extra,
+        tuned=args.tuned,
+        crf=parse_key_values(args.option, "-o"),
+        workers=args.workers,
+        dry_run=args.dry_run,
+        stage_overrides=getattr(args, "stage_overrides", None),
+    )

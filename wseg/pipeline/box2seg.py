@@ -9,19 +9,19 @@ resumable) and one folder per stage; a rerun skips what is done.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wseg.constants import EXPERIMENTS
 from wseg.data.store import PseudoLabelStore
 from wseg.pipeline.stages import (
-    EXPERIMENTS,
     SPLIT_KEYS,
     Stage,
     data_overrides,
     load_config,
-    report,
-    run_stages,
+    run_and_report,
+    setting_named,
 )
 
 COMMAND = "box2seg"
@@ -147,12 +147,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
 
 
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Run (or resume) GrabCut, pretraining and the main stage for ``args.setting``.
+def run_chain(
+    setting: str,
+    out: Path = Path("runs/box2seg"),
+    overrides: Sequence[str] = (),
+    *,
+    store: Path | None = None,
+    workers: int = 1,
+    dry_run: bool = False,
+    stage_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Run (or resume) GrabCut, pretraining and the main stage for ``setting``.
 
     Args:
-        args: The parsed ``box2seg`` arguments.
-        extra: Arguments for every stage's ``python -m wseg fit``.
+        setting: A name of `SETTINGS`.
+        out: Output root; the chain writes ``out/<setting>/``.
+        overrides: Arguments for every stage's ``python -m wseg fit``.
+        store: An existing GrabCut store to use (None: make one).
+        workers: GrabCut worker processes.
+        dry_run: Print the commands only.
+        stage_overrides: Stage name -> arguments for that stage only.
 
     Returns:
         The final metrics of each finished stage.
@@ -162,22 +176,29 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
         ValueError: If ``--store`` holds labels of another generator than GrabCut.
 
     """
-    setting = SETTINGS[args.setting]
-    out = args.out / args.setting
-    if args.store is not None:
-        generator = PseudoLabelStore(args.store).manifest["config"].get("generator")
+    chosen = setting_named(SETTINGS, setting, COMMAND)
+    folder = Path(out) / setting
+    if store is not None:
+        generator = PseudoLabelStore(store).manifest["config"].get("generator")
         if generator != "grabcut":
-            raise ValueError(f"--store {args.store} holds {generator!r} labels, not grabcut")
-        store = args.store
-    elif args.dry_run:
-        store = out / "pseudo" / "grabcut-<hash>"
+            raise ValueError(f"--store {store} holds {generator!r} labels, not grabcut")
+    elif dry_run:
+        store = folder / "pseudo" / "grabcut-<hash>"
         print(f"[pipeline] grabcut: would make or finish a store under {store.parent}", flush=True)
     else:
-        store = grabcut_store(setting.pretrain, extra, out / "pseudo", args.workers)
-    overrides = getattr(args, "stage_overrides", None)
-    stages = box2seg_stages(setting, store)
-    results = run_stages(
-        stages, args.setting, out, extra=extra, dry_run=args.dry_run, overrides=overrides
+        store = grabcut_store(chosen.pretrain, overrides, folder / "pseudo", workers)
+    planned = box2seg_stages(chosen, store)
+    return run_and_report(planned, setting, folder, None, overrides, dry_run, stage_overrides)
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """`run_chain` from the parsed ``box2seg`` arguments (``extra``: for every fit)."""
+    return run_chain(
+        args.setting,
+        args.out,
+        extra,
+        store=args.store,
+        workers=args.workers,
+        dry_run=args.dry_run,
+        stage_overrides=getattr(args, "stage_overrides", None),
     )
-    report(results)
-    return results

@@ -12,19 +12,20 @@ import argparse
 import inspect
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wseg.constants import EXPERIMENTS
 from wseg.pipeline.stages import (
-    EXPERIMENTS,
     FINAL,
     Stage,
     data_overrides,
     load_config,
     report,
     run_stages,
+    setting_named,
 )
 
 COMMAND = "box2tag"
@@ -272,7 +273,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
 
 
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+def run_chain(
+    setting: str,
+    out: Path = Path("runs/box2tag"),
+    overrides: Sequence[str] = (),
+    *,
+    rule: str = "overlap-void",
+    classes: Sequence[str] | None = None,
+    stop_after: str = "final",
+    device: str = "cpu",
+    dry_run: bool = False,
+    stage_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, float]]:
     """Run (or resume) the chain: class networks, pseudo ground truth, final network(s).
 
     Class networks are trained one after another, each its own ``python -m wseg fit`` (a class
@@ -281,48 +293,72 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, f
     box in the training split get no network (their boxes would be filled whole; none in VOC).
 
     Args:
-        args: The parsed ``box2tag`` arguments.
-        extra: Arguments for every stage's ``python -m wseg fit``.
+        setting: A name of `SETTINGS`.
+        out: Output root; the chain writes ``out/<setting>/``.
+        overrides: Arguments for every stage's ``python -m wseg fit``.
+        rule: Overlap rule of the pseudo ground truth, or ``all`` (`RULE_CHOICES`).
+        classes: Train only these classes' networks and stop (None: every class with boxes).
+        stop_after: Last step: ``classes``, ``pseudo`` or ``final``.
+        device: Torch device of the pseudo-GT step.
+        dry_run: Print the fit commands only.
+        stage_overrides: Stage name (or ``classes``, for every class network) -> arguments.
 
     Returns:
         The final metrics of each finished fit.
 
     """
-    setting = SETTINGS[args.setting]
-    out = args.out / args.setting
-    counts = count_boxes(setting, extra, out)
+    if rule not in RULE_CHOICES:
+        raise ValueError(f"rule must be one of {list(RULE_CHOICES)}, got {rule!r}")
+    chain = setting_named(SETTINGS, setting, COMMAND)
+    out = Path(out) / setting
+    counts = count_boxes(chain, overrides, out)
     trainable = [name for name, count in counts.items() if count["boxes"] > 0]
     for name, count in counts.items():
         note = "" if count["kept"] else "  (none kept: trains on all its boxes)"
         print(f"[box2tag] {name:<14} boxes {count['boxes']:>6}  kept {count['kept']:>6}{note}")
-    if args.classes:
-        unknown = sorted(set(args.classes) - set(trainable))
+    if classes:
+        unknown = sorted(set(classes) - set(trainable))
         if unknown:
             raise ValueError(f"--classes {unknown}: not classes with boxes ({trainable})")
-    chosen = args.classes or trainable
-    overrides = dict(getattr(args, "stage_overrides", None) or {})
-    per_class = overrides.pop(CLASSES, [])
-    classes = class_stages(setting, chosen)
+    chosen = list(classes or trainable)
+    per_stage = dict(stage_overrides or {})
+    per_class = per_stage.pop(CLASSES, [])
+    class_fits = class_stages(chain, chosen)
     results = run_stages(
-        classes,
-        args.setting,
+        class_fits,
+        setting,
         out,
-        extra=extra,
-        dry_run=args.dry_run,
-        overrides={stage.name: per_class for stage in classes} if per_class else None,
+        extra=overrides,
+        dry_run=dry_run,
+        overrides={stage.name: per_class for stage in class_fits} if per_class else None,
         sweep_stage=False,
     )
-    if args.classes or args.stop_after == "classes" or args.dry_run:
+    if classes or stop_after == "classes" or dry_run:
         report(results, "val/fbeta")
         return results
     checkpoints = {
         name: Path(results[class_folder(name)]["stage_dir"]) / FINAL for name in trainable
     }
-    rules = RULE_CHOICES[:3] if args.rule == "all" else (args.rule,)
-    stores = make_pseudo_gt(setting, checkpoints, rules, extra, out, args.device)
-    if args.stop_after == "pseudo":
+    rules = RULE_CHOICES[:3] if rule == "all" else (rule,)
+    stores = make_pseudo_gt(chain, checkpoints, rules, overrides, out, device)
+    if stop_after == "pseudo":
         return results
-    stages = [stage for rule in rules for stage in final_stages(setting, rule, stores[rule])]
-    results.update(run_stages(stages, args.setting, out, extra=extra, overrides=overrides))
+    finals = [stage for r in rules for stage in final_stages(chain, r, stores[r])]
+    results.update(run_stages(finals, setting, out, extra=overrides, overrides=per_stage))
     report(results)
     return results
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """`run_chain` from the parsed ``box2tag`` arguments (``extra``: for every fit)."""
+    return run_chain(
+        args.setting,
+        args.out,
+        extra,
+        rule=args.rule,
+        classes=args.classes,
+        stop_after=args.stop_after,
+        device=args.device,
+        dry_run=args.dry_run,
+        stage_overrides=getattr(args, "stage_overrides", None),
+    )

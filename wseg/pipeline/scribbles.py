@@ -14,7 +14,7 @@ import argparse
 import csv
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from wseg.constants import EXPERIMENTS
 from wseg.data.check import require_clean
 from wseg.data.records import IGNORE_INDEX, SegmentationSource
 from wseg.data.weak import curated_scribble_ids, load_split, sample_scribble, save_split
@@ -32,13 +33,13 @@ from wseg.labels.quality import evaluate_store
 from wseg.metrics import confusion_matrix, gap_reduction, mean_iou
 from wseg.nets.checkpoint import load_network
 from wseg.pipeline.stages import (
-    EXPERIMENTS,
     FINAL,
     SPLIT_KEYS,
     Stage,
     data_overrides,
     load_config,
     run_stages,
+    setting_named,
 )
 
 COMMAND = "scribbles"
@@ -447,58 +448,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
 
 
-def _rows(args: argparse.Namespace) -> tuple[str, ...]:
-    rows = SETTINGS[args.setting].rows
-    rows = rows if args.rows is None else tuple(r for r in args.rows.split(",") if r)
+def _rows(setting: str, rows: Sequence[str] | None) -> tuple[str, ...]:
+    rows = SETTINGS[setting].rows if rows is None else tuple(rows)
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         raise ValueError(f"unknown rows {unknown}; expected any of {list(ROWS)}")
     return rows
 
 
-def stages(args: argparse.Namespace) -> list[Stage]:
+def _arg_rows(args: argparse.Namespace) -> list[str] | None:
+    return None if args.rows is None else [r for r in args.rows.split(",") if r]
+
+
+def study_stages(setting: str, rows: Sequence[str] | None = None) -> list[Stage]:
     """The fits of the study: HFA, WA, then one per PFA row (its store is set when made)."""
-    setting = SETTINGS[args.setting]
-    curation = {"curated_scribbles": setting.curated}
+    chosen = setting_named(SETTINGS, setting, COMMAND)
+    curation = {"curated_scribbles": chosen.curated}
     return [
-        Stage("hfa", setting.full, split=None),
-        Stage("wa", setting.weak, split=None, data_args=curation),
-        *(Stage(name, setting.pfa, split=None, data_args=curation) for name in _rows(args)),
+        Stage("hfa", chosen.full, split=None),
+        Stage("wa", chosen.weak, split=None, data_args=curation),
+        *(Stage(name, chosen.pfa, split=None, data_args=curation) for name in _rows(setting, rows)),
     ]
 
 
-def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
-    """Run (or resume) the gap study of ``args.setting`` and write its table.
+def stages(args: argparse.Namespace) -> list[Stage]:
+    """The fits the parsed ``scribbles`` arguments ask for (`study_stages`)."""
+    return study_stages(args.setting, _arg_rows(args))
+
+
+def run_chain(
+    setting: str,
+    out: Path = Path("runs/scribbles"),
+    overrides: Sequence[str] = (),
+    *,
+    rows: Sequence[str] | None = None,
+    workers: int = 1,
+    potts_max_iter: int | None = None,
+    potts_lambda: float | None = None,
+    wandb: bool = True,
+    progress: bool = True,
+    dry_run: bool = False,
+    stage_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the gap study of ``setting`` and write its table.
 
     Args:
-        args: The parsed ``scribbles`` arguments.
-        extra: Arguments for every ``python -m wseg fit``.
+        setting: A name of `SETTINGS`.
+        out: Output root; the study writes ``out/<setting>/``.
+        overrides: Arguments for every ``python -m wseg fit``.
+        rows: PFA rows (`ROWS` names; None: the setting's).
+        workers: Processes for the PAM stores.
+        potts_max_iter: Primal-dual iterations of Potts (None: the setting's).
+        potts_lambda: Potts weight of every Potts row (None: the paper's 10 with a local PAM,
+            50 alone).
+        wandb: Log the table to W&B.
+        progress: Show progress bars.
+        dry_run: Print the fit commands only.
+        stage_overrides: Stage name -> arguments for that fit only.
 
     Returns:
         The table (`gap_table`); empty for a dry run.
 
     """
-    setting = SETTINGS[args.setting]
-    rows = _rows(args)
-    out = args.out / args.setting
-    progress = not args.no_progress
-    curation = {"curated_scribbles": setting.curated}
-    overrides = getattr(args, "stage_overrides", None) or {}
-    planned = stages(args)
+    chosen = setting_named(SETTINGS, setting, COMMAND)
+    rows = _rows(setting, rows)
+    name, out, extra = setting, Path(out) / setting, overrides
+    curation = {"curated_scribbles": chosen.curated}
+    overrides_of = dict(stage_overrides or {})
+    planned = study_stages(setting, rows)
     baselines = planned[:2]
     done = run_stages(
         baselines,
-        args.setting,
+        name,
         out,
         extra=extra,
-        dry_run=args.dry_run,
-        overrides={k: v for k, v in overrides.items() if k in ("hfa", "wa")},
+        dry_run=dry_run,
+        overrides={k: v for k, v in overrides_of.items() if k in ("hfa", "wa")},
         sweep_stage=False,
     )
-    if args.dry_run:
+    if dry_run:
         return []
     folder = {name: Path(result["stage_dir"]) for name, result in done.items()}
-    weak_config = load_config(setting.weak)
+    weak_config = load_config(chosen.weak)
     data = {**weak_config["data"].get("init_args", {}), **curation, **data_overrides(extra)}
     train, val = training_source(data, out, progress)
     options = scribble_args(data)
@@ -512,7 +543,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
     local_store = None
     if any(ROWS[r].local for r in rows):
         generator = LocalPAMGenerator(**options)
-        local_store = generate(train, generator, pseudo, identity, args.workers, progress).store
+        local_store = generate(train, generator, pseudo, identity, workers, progress).store
         print(f"[scribbles] local PAM: {local_store.path}", flush=True)
     stores: dict[str, Path] = {}
     quality: dict[str, float] = {}
@@ -522,10 +553,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
             local_store=str(local_store.path) if row.local else None,
             global_checkpoint=str(folder["wa"] / FINAL) if row.global_ else None,
             regulariser=row.regulariser,
-            potts_max_iter=args.potts_max_iter or setting.potts_max_iter,
-            potts_lambda=args.potts_lambda,
+            potts_max_iter=potts_max_iter or chosen.potts_max_iter,
+            potts_lambda=potts_lambda,
         )
-        store = generate(train, generator, pseudo, identity, args.workers, progress).store
+        store = generate(train, generator, pseudo, identity, workers, progress).store
         if store.manifest.get("quality") is None:
             store.update_manifest(quality=evaluate_store(store, train, progress))
         stores[name] = store.path
@@ -540,8 +571,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
         )
         for stage in planned[2:]
     ]
-    fit_overrides = {k: v for k, v in overrides.items() if k not in ("hfa", "wa")}
-    done = run_stages(fits, args.setting, out, extra=extra, overrides=fit_overrides)
+    fit_overrides = {k: v for k, v in overrides_of.items() if k not in ("hfa", "wa")}
+    done = run_stages(fits, name, out, extra=extra, overrides=fit_overrides)
     folder.update({name: Path(result["stage_dir"]) for name, result in done.items()})
     full = {"pfa": 1.0, **evaluate_fit(folder["hfa"], train, val, progress)}
     weak = {
@@ -559,14 +590,31 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
     markdown = format_markdown(table) + "".join(f"\n- {line}" for line in key_findings(table))
     (out / "table.md").write_text(markdown + "\n")
     write_csv(table, out / "table.csv")
-    plot_table(table, out / "table.png", f"scribble gap study ({args.setting})")
+    plot_table(table, out / "table.png", f"scribble gap study ({name})")
     print(markdown + "\n", flush=True)
-    if not args.no_wandb:
+    if wandb:
         project = (
             weak_config.get("trainer", {})
             .get("logger", {})
             .get("init_args", {})
             .get("project", "wseg")
         )
-        log_wandb(table, out / "table.png", project, f"scribbles_{args.setting}_table", out)
+        log_wandb(table, out / "table.png", project, f"scribbles_{name}_table", out)
     return table
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
+    """`run_chain` from the parsed ``scribbles`` arguments (``extra``: for every fit)."""
+    return run_chain(
+        args.setting,
+        args.out,
+        extra,
+        rows=_arg_rows(args),
+        workers=args.workers,
+        potts_max_iter=args.potts_max_iter,
+        potts_lambda=args.potts_lambda,
+        wandb=not args.no_wandb,
+        progress=not args.no_progress,
+        dry_run=args.dry_run,
+        stage_overrides=getattr(args, "stage_overrides", None),
+    )

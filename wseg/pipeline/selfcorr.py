@@ -9,19 +9,19 @@ folder per stage.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wseg.constants import EXPERIMENTS
 from wseg.data.weak import load_split, make_strong_split, save_split
 from wseg.pipeline.stages import (
-    EXPERIMENTS,
     SPLIT_KEYS,
     Stage,
     data_overrides,
     load_config,
-    report,
-    run_stages,
+    run_and_report,
+    setting_named,
 )
 
 COMMAND = "selfcorr"
@@ -163,22 +163,47 @@ def stages(args: argparse.Namespace) -> list[Stage]:
     return selfcorr_stages(SETTINGS[args.setting], args.mode)
 
 
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Run (or resume) the chain of ``args.mode`` for ``args.setting``.
+def run_chain(
+    setting: str,
+    out: Path = Path("runs/selfcorr"),
+    overrides: Sequence[str] = (),
+    *,
+    mode: str = "conv",
+    num_strong: int | None = None,
+    dry_run: bool = False,
+    stage_overrides: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Run (or resume) the self-correction chain of ``mode`` for ``setting``.
 
     Args:
-        args: The parsed ``selfcorr`` arguments.
-        extra: Arguments for every stage's ``python -m wseg fit``.
+        setting: A name of `SETTINGS`.
+        out: Output root; the chain writes ``out/<setting>/``.
+        overrides: Arguments for every stage's ``python -m wseg fit``.
+        mode: ``none``, ``linear``, ``conv`` or ``all`` (`MODES`).
+        num_strong: Size of F (None: the setting's).
+        dry_run: Print the fit commands only.
+        stage_overrides: Stage name -> arguments for that stage only.
 
     Returns:
         The final metrics of each finished stage.
 
     """
-    setting = SETTINGS[args.setting]
-    out = args.out / args.setting
-    num_strong = setting.num_strong if args.num_strong is None else args.num_strong
-    splits = make_splits(setting.configs["ancillary"], num_strong, extra, out)
-    overrides = getattr(args, "stage_overrides", None)
-    results = run_stages(stages(args), args.setting, out, splits, extra, args.dry_run, overrides)
-    report(results)
-    return results
+    chosen = setting_named(SETTINGS, setting, COMMAND)
+    folder = Path(out) / setting
+    size = chosen.num_strong if num_strong is None else num_strong
+    splits = make_splits(chosen.configs["ancillary"], size, overrides, folder)
+    planned = selfcorr_stages(chosen, mode)
+    return run_and_report(planned, setting, folder, splits, overrides, dry_run, stage_overrides)
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
+    """`run_chain` from the parsed ``selfcorr`` arguments (``extra``: for every fit)."""
+    return run_chain(
+        args.setting,
+        args.out,
+        extra,
+        mode=args.mode,
+        num_strong=args.num_strong,
+        dry_run=args.dry_run,
+        stage_overrides=getattr(args, "stage_overrides", None),
+    )

@@ -23,7 +23,6 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from wseg.data.weak import load_split
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 FINAL = "final.ckpt"
 METRICS = "metrics.json"
 STAGE_RECORD = "stage.json"
@@ -354,6 +353,29 @@ def run_stages(
             metrics = stage_dir / METRICS
             recorded = json.loads(metrics.read_text()) if metrics.exists() else {}
             results[stage.name] = {**recorded, "stage_dir": str(stage_dir)}
+    return results
+
+
+def setting_named(settings: Mapping[str, Any], name: str, command: str) -> Any:
+    """The setting ``name`` of a chain's table, or a ValueError listing the chain's settings."""
+    if name not in settings:
+        raise ValueError(f"{command}: no setting {name!r}; the settings are {sorted(settings)}")
+    return settings[name]
+
+
+def run_and_report(
+    stages: Sequence[Stage],
+    setting_name: str,
+    out: Path,
+    splits: dict[str, Path] | None = None,
+    extra: Sequence[str] = (),
+    dry_run: bool = False,
+    overrides: Mapping[str, Sequence[str]] | None = None,
+    metric: str = "val/miou",
+) -> dict[str, dict[str, Any]]:
+    """`run_stages`, then `report`: the last step every chain shares."""
+    results = run_stages(stages, setting_name, out, splits, extra, dry_run, overrides)
+    report(results, metric)
     return results
 
 
