@@ -24,9 +24,10 @@ import yaml
 from torch import Tensor
 from tqdm import tqdm
 
-from wseg.data.datamodule import WeakSegDataModule, WeakSegDataset
+from wseg.data.datamodule import WeakSegDataModule
+from wseg.data.dataset import WeakSegDataset
+from wseg.data.strong_split import load_split
 from wseg.data.transforms import build_eval_transform, collate
-from wseg.data.weak import load_split
 from wseg.methods import Ancillary, SelfCorrection
 from wseg.metrics import confusion_matrix, mean_iou
 from wseg.pipeline import main as pipeline

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from wseg.data.box_crops import (
-    BoxCropDataModule,
-    BoxCropDataset,
-    PositiveNegativeSampler,
-    crop_box,
-    kept_boxes,
-    paste_box,
-    scan_crops,
-)
+from wseg.data.box_crop_geometry import crop_box, kept_boxes, paste_box, scan_crops
+from wseg.data.box_crops import BoxCropDataModule, BoxCropDataset, PositiveNegativeSampler
 from wseg.data.datasets import DataWarning
 from wseg.data.records import Sample, SegmentationSource
 

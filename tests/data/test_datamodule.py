@@ -11,8 +11,8 @@ from lightning.pytorch.loggers import CSVLogger
 from tests.data.fixtures_datamodule import CLASSES, MemorySource
 from wseg.data import StrongWeakSampler, WeakSegDataModule
 from wseg.data.datasets import SYNTHETIC_CLASSES, DataWarning
+from wseg.data.strong_split import load_split, make_strong_split, save_split
 from wseg.data.synthetic import generate_synthetic
-from wseg.data.weak import load_split, make_strong_split, save_split
 
 NUM_TRAIN, NUM_VAL, SIZE = 10, 3, (32, 40)
 

@@ -7,7 +7,7 @@ import torch
 from wseg.data import WeakSegDataModule
 from wseg.data.datasets import DataWarning
 from wseg.data.records import Sample, SegmentationSource
-from wseg.data.weak import (
+from wseg.data.scribbles import (
     curate_scribbles,
     curated_scribble_ids,
     sample_scribble,
@@ -89,7 +89,7 @@ def test_sample_scribble_modes_and_curation() -> None:
 
 
 def _seed(image_id: str, seed: int) -> int:
-    from wseg.data.weak import seed_from_id
+    from wseg.data.scribbles import seed_from_id
 
     return seed_from_id(image_id, seed)
 

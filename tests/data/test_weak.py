@@ -1,17 +1,9 @@
 import numpy as np
 import pytest
 
-from wseg.data.weak import (
-    box_masks,
-    box_pixel_bounds,
-    image_tags,
-    load_split,
-    make_strong_split,
-    rect_labels,
-    save_split,
-    seed_from_id,
-    synthesize_scribbles,
-)
+from wseg.data.scribbles import seed_from_id, synthesize_scribbles
+from wseg.data.strong_split import load_split, make_strong_split, save_split
+from wseg.data.weak import box_masks, box_pixel_bounds, image_tags, rect_labels
 
 
 def test_box_pixel_bounds_floor_ceil_and_clip():

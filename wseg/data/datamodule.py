@@ -5,33 +5,27 @@ A dataset reader, weak labels derived from full ones, the F/W split, joint augme
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from wseg.data.datasets import DataWarning, dataset_classes, make_source, resolve_class_names
+from wseg.data.dataset import WeakSegDataset
+from wseg.data.datasets import dataset_classes, make_source, resolve_class_names
 from wseg.data.datasets.folder import ImageFolderSource
+from wseg.data.loader import default_num_workers, default_pin_memory, make_loader
 from wseg.data.records import SegmentationSource
-from wseg.data.transforms import (
-    build_eval_transform,
-    build_train_transform,
-    collate,
-    transform_sample,
+from wseg.data.sampler import StrongWeakSampler
+from wseg.data.strong_split import save_split
+from wseg.data.training_set import (
+    curated_positions,
+    open_pseudo_store,
+    pseudo_positions,
+    strong_split,
 )
-from wseg.data.weak import (
-    curated_scribble_ids,
-    load_split,
-    make_strong_split,
-    sample_scribble,
-    save_split,
-)
+from wseg.data.transforms import build_eval_transform, build_train_transform, collate
 from wseg.runs import run_dir
 
 STRONG_SPLIT_NAME = "strong_split.txt"
@@ -57,175 +51,10 @@ def save_class_names(names: Sequence[str], path: Path) -> None:
     path.write_text(text)
 
 
-class WeakSegDataset(Dataset):
-    """One split of a `SegmentationSource` as transformed per-image dicts (see `transform_sample`).
-
-    Args:
-        source: The reader of the split.
-        transform: The albumentations pipeline applied to every sample.
-        num_classes: Number of classes, background included.
-        strong_ids: Ids of the fully labelled subset F; None marks every image that has a mask.
-        indices: Positions in ``source`` that make up this dataset; None for all.
-        scribbles: ``none``, ``dataset`` (the reader's scribbles) or ``synthesize`` (from masks).
-        scribble_width: Stroke width of synthesised scribbles.
-        scribble_seed: Global seed of synthesised scribbles (mixed with each image id).
-        curated_scribbles: Give every scribbled pixel its class in the full mask
-            (`wseg.data.weak.curate_scribbles`).
-        pseudo_store: A `wseg.data.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
-        with_size: Add ``size``, long ``(H, W)`` of the transformed image, so that predictions can
-            be cropped back to it after the collate pads the batch (the evaluation datasets).
-
-    """
-
-    def __init__(
-        self,
-        source: SegmentationSource,
-        transform: Any,
-        num_classes: int,
-        strong_ids: set[str] | None = None,
-        indices: Sequence[int] | None = None,
-        scribbles: Literal["none", "dataset", "synthesize"] = "none",
-        scribble_width: int = 3,
-        scribble_seed: int = 0,
-        pseudo_store: Any = None,
-        with_size: bool = False,
-        curated_scribbles: bool = False,
-    ) -> None:
-        self.source = source
-        self.transform = transform
-        self.num_classes = num_classes
-        self.strong_ids = strong_ids
-        self.indices = list(range(len(source))) if indices is None else list(indices)
-        self.scribbles = scribbles
-        self.scribble_width = scribble_width
-        self.scribble_seed = scribble_seed
-        self.pseudo_store = pseudo_store
-        self.with_size = with_size
-        self.curated_scribbles = curated_scribbles
-        self._transform_seed: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        # albumentations draws from its own generator: seed it from torch's per-process seed, which
-        # `seed_everything` fixes in the main process and the DataLoader varies per worker/epoch.
-        torch_seed = torch.initial_seed()
-        if torch_seed != self._transform_seed:
-            self.transform.set_random_seed(torch_seed % 2**32)
-            self._transform_seed = torch_seed
-        sample = self.source[self.indices[index]]
-        where = f"image {sample.id!r} ({sample.source or 'no file'})"
-        if self.strong_ids is None:
-            strong = sample.mask is not None
-        else:
-            strong = sample.id in self.strong_ids
-            if strong and sample.mask is None:
-                raise ValueError(f"{where} is in the strong split but has no full mask")
-        scribble = None
-        if self.scribbles != "none":
-            scribble = sample_scribble(
-                sample,
-                self.scribbles,
-                width=self.scribble_width,
-                seed=self.scribble_seed,
-                curated=self.curated_scribbles,
-            )
-        pseudo = None if self.pseudo_store is None else self.pseudo_store.read(sample.id)
-        out = transform_sample(self.transform, sample, self.num_classes, scribble, pseudo)
-        out["strong"] = torch.tensor(strong)
-        if self.with_size:
-            out["size"] = torch.tensor(out["image"].shape[-2:], dtype=torch.long)
-        return out
-
-
-class StrongWeakSampler(DistributedSampler):
-    """Order a training set so that every batch holds ``strong_per_batch`` images of F.
-
-    The semi-supervised methods (Papandreou et al. 2015; Ibrahim et al. 2020) mix a fixed number
-    of fully labelled images into every batch. An epoch is one pass over W (over F when every
-    slot is strong); F is reshuffled and cycled as often as needed. Use it with
-    ``DataLoader(batch_size=batch_size, drop_last=True)``.
-
-    Distributed training: the sampler shards by itself. All ranks draw the same global order
-    (from ``seed`` and the epoch) in blocks of ``num_replicas * batch_size`` images and rank r
-    takes its own slice of each block's strong and weak parts, so every rank's batch holds
-    exactly ``strong_per_batch`` images of F and the ranks see disjoint images of W. Being a
-    `DistributedSampler`, Lightning uses it as it is instead of wrapping it. The epoch is set by
-    `set_epoch` (Lightning calls it) and also advances after every pass.
-
-    Args:
-        strong_indices: Dataset positions of the images of F.
-        weak_indices: Dataset positions of the images of W.
-        batch_size: Images per batch on each rank.
-        strong_per_batch: Images of F in each batch (0..batch_size).
-        num_replicas: Number of distributed ranks.
-        rank: This process's rank.
-        seed: Seed of the shuffles.
-    """
-
-    def __init__(
-        self,
-        strong_indices: Sequence[int],
-        weak_indices: Sequence[int],
-        batch_size: int,
-        strong_per_batch: int,
-        num_replicas: int = 1,
-        rank: int = 0,
-        seed: int = 0,
-    ) -> None:
-        if not 0 <= strong_per_batch <= batch_size:
-            raise ValueError(
-                f"strong_per_batch={strong_per_batch} must lie in [0, batch_size={batch_size}]"
-            )
-        if strong_per_batch > 0 and len(strong_indices) == 0:
-            raise ValueError(f"strong_per_batch={strong_per_batch} but the strong set F is empty")
-        if strong_per_batch < batch_size and len(weak_indices) == 0:
-            raise ValueError(
-                f"strong_per_batch={strong_per_batch} < batch_size={batch_size} but the weak set W "
-                "is empty"
-            )
-        all_indices = [*strong_indices, *weak_indices]
-        super().__init__(all_indices, num_replicas, rank, shuffle=True, seed=seed, drop_last=True)
-        self.strong = np.asarray(strong_indices, dtype=np.int64)
-        self.weak = np.asarray(weak_indices, dtype=np.int64)
-        self.batch_size = batch_size
-        self.strong_per_batch = strong_per_batch
-        weak_per_batch = batch_size - strong_per_batch
-        if weak_per_batch > 0:
-            self.num_blocks = len(self.weak) // (weak_per_batch * num_replicas)
-        else:
-            self.num_blocks = len(self.strong) // (batch_size * num_replicas)
-        if self.num_blocks == 0:
-            raise ValueError(
-                f"too few images for one batch per rank: |F|={len(self.strong)}, "
-                f"|W|={len(self.weak)}, batch_size={batch_size}, "
-                f"strong_per_batch={strong_per_batch}, ranks={num_replicas}"
-            )
-
-    def __len__(self) -> int:
-        return self.num_blocks * self.batch_size
-
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
-        strong_count, weak_count = self.strong_per_batch, self.batch_size - self.strong_per_batch
-        weak = rng.permutation(self.weak)
-        needed = self.num_blocks * strong_count * self.num_replicas
-        rounds = -(-needed // len(self.strong)) if needed else 0
-        strong = np.concatenate([rng.permutation(self.strong) for _ in range(rounds)] or [[]])
-        strong = strong.astype(np.int64)
-        for block in range(self.num_blocks):
-            first = (block * self.num_replicas + self.rank) * strong_count
-            yield from strong[first : first + strong_count].tolist()
-            first = (block * self.num_replicas + self.rank) * weak_count
-            yield from weak[first : first + weak_count].tolist()
-
-
 class WeakSegDataModule(L.LightningDataModule):
     """The datamodule of every wseg method: full labels, weak labels derived from them, F/W split.
 
-    Batches are dicts (DESIGN section 3): ``image``, ``mask`` (255 where unknown; trusted only
+    Batches are `wseg.data.batch.Batch` dicts: ``image``, ``mask`` (255 where unknown; trusted only
     where ``strong``), ``strong``, ``boxes``, ``box_mask``, ``box_label``, ``tags``, ``id``, plus
     ``scribble`` and ``pseudo`` in training batches when configured. Training crops and augments;
     validation, test and prediction use the full image, padded (with ignore) to the largest image
@@ -409,8 +238,8 @@ class WeakSegDataModule(L.LightningDataModule):
         self.color_jitter = color_jitter
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
-        self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.num_workers = default_num_workers(num_workers)
+        self.pin_memory = default_pin_memory(pin_memory)
         self.persistent_workers = persistent_workers
         self.synthetic_options = {
             "num_train": synthetic_num_train,
@@ -518,31 +347,31 @@ class WeakSegDataModule(L.LightningDataModule):
         source = self.make_source(self.train_split)
         self._check_classes(source)
         ids = list(source.ids)
-        self.strong_ids = self._strong_split(ids)
+        split_file = Path(self.strong_split_file) if self.strong_split_file else None
+        self.strong_ids = strong_split(
+            ids,
+            split_file,
+            self.num_strong,
+            self.strong_fraction,
+            self.split_seed,
+            self.train_split,
+        )
         positions = list(range(len(ids)))
         if self.strong_only and self.strong_ids is not None:
             positions = [i for i in positions if ids[i] in self.strong_ids]
         if self.curated_scribbles:
-            positions = self._curated_positions(source, positions)
+            positions = curated_positions(
+                source,
+                positions,
+                self.scribbles,
+                self.scribble_width,
+                self.scribble_seed,
+                self.train_split,
+            )
         store = None
         if self.pseudo_labels is not None:
-            store = self._open_store()
-            missing = [ids[i] for i in positions if not store.has(ids[i])]
-            if missing and not self.skip_missing_pseudo:
-                raise FileNotFoundError(
-                    f"pseudo-label store {store.path} has no label for {len(missing)} of "
-                    f"{len(positions)} training images, e.g. {missing[:3]}; generate them or "
-                    "set skip_missing_pseudo=True"
-                )
-            if missing:
-                warnings.warn(
-                    f"pseudo-label store {store.path}: skipping {len(missing)} of "
-                    f"{len(positions)} training images without a label, e.g. {missing[:3]}",
-                    DataWarning,
-                    stacklevel=2,
-                )
-                lacking = set(missing)
-                positions = [i for i in positions if ids[i] not in lacking]
+            store = open_pseudo_store(self.pseudo_labels, self.class_names)
+            positions = pseudo_positions(store, ids, positions, self.skip_missing_pseudo)
         transform = build_train_transform(
             self.crop_size, self.scale_range, self.flip, self.color_jitter
         )
@@ -559,63 +388,12 @@ class WeakSegDataModule(L.LightningDataModule):
             curated_scribbles=self.curated_scribbles,
         )
 
-    def _curated_positions(self, source: SegmentationSource, positions: list[int]) -> list[int]:
-        """Positions whose curated scribbles reach every class of the mask; warn about the rest."""
-        kept = set(
-            curated_scribble_ids(
-                source, self.scribbles, self.scribble_width, self.scribble_seed, positions
-            )
-        )
-        ids = source.ids
-        dropped = [ids[i] for i in positions if ids[i] not in kept]
-        if dropped:
-            warnings.warn(
-                f"curated scribbles: dropping {len(dropped)} of {len(positions)} training images "
-                f"whose scribbles miss a class of their mask, e.g. {dropped[:3]}",
-                DataWarning,
-                stacklevel=2,
-            )
-        if not kept:
-            raise ValueError(
-                f"curated scribbles: none of the {len(positions)} training images of "
-                f"{self.train_split!r} has a scribble on every class of its mask"
-            )
-        return [i for i in positions if ids[i] in kept]
-
     def _check_classes(self, source: SegmentationSource) -> None:
         if tuple(source.classes) != self.class_names:
             raise ValueError(
                 f"the {self.dataset} reader reports classes {tuple(source.classes)}, but "
                 f"the datamodule announced {self.class_names}"
             )
-
-    def _strong_split(self, ids: list[str]) -> set[str] | None:
-        split_file = Path(self.strong_split_file) if self.strong_split_file else None
-        if split_file is not None and split_file.exists():
-            strong = load_split(split_file)
-            unknown = sorted(set(strong) - set(ids))
-            if unknown:
-                raise ValueError(
-                    f"strong_split_file={str(split_file)!r} lists {len(unknown)} ids that are "
-                    f"not in the {self.train_split!r} split, e.g. {unknown[:3]}"
-                )
-            if self.num_strong is not None and self.num_strong != len(strong):
-                raise ValueError(
-                    f"strong_split_file={str(split_file)!r} holds {len(strong)} ids but "
-                    f"num_strong={self.num_strong}"
-                )
-            return set(strong)
-        if self.num_strong is None and self.strong_fraction is None:
-            if split_file is not None:
-                raise ValueError(
-                    f"strong_split_file={str(split_file)!r} does not exist; set num_strong or "
-                    "strong_fraction to draw a split and write it there"
-                )
-            return None
-        strong = make_strong_split(ids, self.num_strong, self.strong_fraction, self.split_seed)
-        if split_file is not None:
-            save_split(strong, split_file)
-        return strong
 
     def _save_to_run_dir(self) -> None:
         """Write the class names (and the F/W split, when there is one) beside the checkpoints."""
@@ -631,29 +409,13 @@ class WeakSegDataModule(L.LightningDataModule):
         if (configured or self.strong_split_file) and self.strong_ids is not None:
             save_split(self.strong_ids, folder / STRONG_SPLIT_NAME)
 
-    def _open_store(self) -> Any:
-        from wseg.data.store import PseudoLabelStore, StoreError
-
-        try:
-            store = PseudoLabelStore(self.pseudo_labels)
-        except StoreError as error:
-            raise ValueError(f"pseudo_labels={self.pseudo_labels!r}: {error}") from error
-        classes = store.manifest.get("classes")
-        if classes is not None and tuple(classes) != self.class_names:
-            raise ValueError(
-                f"pseudo_labels={self.pseudo_labels!r} was made for the classes {classes}, but "
-                f"this run's are {list(self.class_names)}; generate it with the run's data "
-                "(python -m wseg.labels generate --config ...)"
-            )
-        return store
-
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
-        return DataLoader(
+        return make_loader(
             dataset,
-            batch_size=batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            batch_size,
+            self.num_workers,
+            self.pin_memory,
+            self.persistent_workers,
             collate_fn=collate,
             **kwargs,
         )

@@ -214,7 +214,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         samples: Outputs of `transform_sample`, each with ``strong`` added by the dataset.
 
     Returns:
-        The batch dict of DESIGN section 3.
+        The batch, a `wseg.data.batch.Batch` for the datamodule's items.
 
     """
     keys = set(samples[0])

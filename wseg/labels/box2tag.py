@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from wseg.data.box_crops import crop_box, normalise, paste_box
+from wseg.data.box_crop_geometry import crop_box, normalise, paste_box
 from wseg.data.records import IGNORE_INDEX, Sample, SegmentationSource
 from wseg.data.store import PseudoLabelStore
 from wseg.data.weak import box_pixel_bounds, paint_order

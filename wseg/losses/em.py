@@ -45,8 +45,8 @@ def padding_valid(box_mask: Tensor) -> Tensor:
     """Pixels that are part of an image, not batch or crop padding.
 
     ``box_mask``'s background channel marks the pixels outside every box, its class channels the
-    pixels inside boxes, and padding is all-zero (DESIGN section 3), so a pixel is real exactly
-    when some channel is set.
+    pixels inside boxes, and padding is all-zero (`wseg.data.batch.Batch`), so a pixel is real
+    exactly when some channel is set.
 
     Args:
         box_mask: ``B, C, H, W`` box indicator of the batch.

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule
 from torch import Tensor
 
 from wseg.callbacks import ValidationOverlays
+from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.metrics import ConfusionMatrix, iou_from_confusion, mean_iou, pixel_accuracy
 from wseg.nets import Arch, build_segmenter
@@ -126,11 +127,11 @@ class WeakSegMethod(LightningModule):
         total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
         return total / (target != IGNORE_INDEX).sum().clamp_min(1)
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
-        """Return the method's training loss on a batch (the dict of DESIGN section 3)."""
+    def compute_loss(self, batch: Batch) -> Tensor:
+        """Return the method's training loss on a batch (a `wseg.data.batch.Batch`)."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss")
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Compute and log ``train/loss``."""
         loss = self.compute_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
@@ -141,7 +142,7 @@ class WeakSegMethod(LightningModule):
         scales = self.hparams.tta_scales or [1.0]
         return predict_probs(self.net, image, flip=self.hparams.tta_flip, scales=scales)
 
-    def eval_probs(self, batch: dict[str, Any]) -> Tensor:
+    def eval_probs(self, batch: Batch) -> Tensor:
         """``B, C, H, W`` probabilities that validate, test and predict score (TTA applied).
 
         Methods whose deployed model reads more than the image (the box-conditioned ancillary
@@ -149,7 +150,7 @@ class WeakSegMethod(LightningModule):
         """
         return self.predict_probs(batch["image"])
 
-    def _refine(self, batch: dict[str, Any], probs: Tensor) -> Tensor:
+    def _refine(self, batch: Batch, probs: Tensor) -> Tensor:
         """Dense-CRF post-processing of ``probs`` on the batch's images, padding left out."""
         valid = None
         if "size" in batch:
@@ -161,7 +162,7 @@ class WeakSegMethod(LightningModule):
             )
         return crf_postprocess(batch["image"], probs, valid=valid)
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Tensor]:
+    def _evaluate(self, batch: Batch, stage: str) -> dict[str, Tensor]:
         mask = batch["mask"]
         probs = resize_probs(self.eval_probs(batch), tuple(mask.shape[-2:]))
         pred = probs.argmax(1)
@@ -183,7 +184,7 @@ class WeakSegMethod(LightningModule):
             self.log(f"{stage}/miou_crf", mean_iou(refined.compute()), sync_dist=True)
             refined.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """Accumulate the confusion matrix; return predictions for the overlay callback."""
         return self._evaluate(batch, "val")
 
@@ -191,7 +192,7 @@ class WeakSegMethod(LightningModule):
         """Log ``val/miou``, ``val/pixel_acc`` and ``val/iou/<class>``."""
         self._log_iou("val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """Accumulate the confusion matrix of the test split."""
         return self._evaluate(batch, "test")
 
@@ -199,7 +200,7 @@ class WeakSegMethod(LightningModule):
         """Log ``test/miou``, ``test/pixel_acc`` and ``test/iou/<class>``."""
         self._log_iou("test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict:
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
         """Hard labels at the batch size: ``{"id": [...], "pred": uint8 B, H, W}`` on the CPU.
 
         Evaluation batches also carry ``size`` (long ``B, 2``, each image's ``H, W`` before the

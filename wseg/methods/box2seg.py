@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wseg.data.batch import Batch
 from wseg.losses.box2seg import (
     affinity_loss,
     attention_box_loss,
@@ -210,7 +211,7 @@ class Box2Seg(WeakSegMethod):
                 f"{error}"
             ) from error
 
-    def grabcut_labels(self, batch: dict[str, Any]) -> Tensor:
+    def grabcut_labels(self, batch: Batch) -> Tensor:
         """The ``B, H, W`` labels M is made of: the GrabCut store's, or ``mask``."""
         if self.hparams.label == "mask":
             return batch["mask"]
@@ -226,7 +227,7 @@ class Box2Seg(WeakSegMethod):
             )
         return pseudo
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Eq. 11 (main) or L_A on M (pretrain) at the output stride; logs every term."""
         hp = self.hparams
         outputs = self.net.branches(batch["image"], segmentation=hp.stage == "main")
@@ -262,7 +263,7 @@ class Box2Seg(WeakSegMethod):
         self._log_terms({name: value for name, (_, value) in terms.items()}, batch)
         return sum(weight * value for weight, value in terms.values())
 
-    def _log_terms(self, terms: dict[str, Tensor], batch: dict[str, Any]) -> None:
+    def _log_terms(self, terms: dict[str, Tensor], batch: Batch) -> None:
         if self._trainer is None:
             return
         for name, value in terms.items():

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.labels.quality import fbeta
 from wseg.losses.box2tag import (
@@ -262,7 +263,7 @@ class Box2TagFinal(BboxSeg):
                 f"classes?): {error}"
             ) from error
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """`BboxSeg`'s cross-entropy on the pseudo labels, plus the dense-CRF loss if weighted."""
         self._batch = batch
         try:

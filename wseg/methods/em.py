@@ -11,12 +11,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.losses.em import bbox_em_fixed_estep, em_adapt_estep, em_fixed_estep, padding_valid
 from wseg.methods.base import WeakSegMethod
 
 
-def with_strong_masks(target: Tensor, batch: dict[str, Any]) -> Tensor:
+def with_strong_masks(target: Tensor, batch: Batch) -> Tensor:
     """Section 3.4: the images of the strong set F train on their masks, the rest on ``target``.
 
     Args:
@@ -49,11 +50,11 @@ class EMMethod(WeakSegMethod):
     def __init__(self, semi: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
 
-    def e_step(self, logits: Tensor, batch: dict[str, Any]) -> Tensor:
+    def e_step(self, logits: Tensor, batch: Batch) -> Tensor:
         """Return the latent ``B, H, W`` labels ``y^`` (255 = ignore) of the batch's images."""
         raise NotImplementedError(f"{type(self).__name__} must implement e_step")
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """E-step on the detached scores, then cross-entropy on ``y^`` (masks on strong images)."""
         logits = self(batch["image"])
         with torch.no_grad():
@@ -126,7 +127,7 @@ class EMFixed(EMMethod):
             )
         super().__init__(semi=semi, **kwargs)
 
-    def e_step(self, logits: Tensor, batch: dict[str, Any]) -> Tensor:
+    def e_step(self, logits: Tensor, batch: Batch) -> Tensor:
         """Fixed-bias E-step on tags or, for boxes, inside the boxes (see the class docstring).
 
         During the first ``warmup_steps`` optimiser steps (boxes only) it returns ``box_label``.
@@ -178,7 +179,7 @@ class EMAdapt(EMMethod):
             raise ValueError(f"portions must lie in [0, 1], got {fg_portion}, {bg_portion}")
         super().__init__(semi=semi, **kwargs)
 
-    def e_step(self, logits: Tensor, batch: dict[str, Any]) -> Tensor:
+    def e_step(self, logits: Tensor, batch: Batch) -> Tensor:
         """Adaptive-bias E-step over each image's real (unpadded) pixels."""
         hp = self.hparams
         return em_adapt_estep(
@@ -218,7 +219,7 @@ class BboxSeg(WeakSegMethod):
             raise ValueError(f"weak_label must be 'pseudo' or 'box_label', got {weak_label!r}")
         super().__init__(**kwargs)
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Cross-entropy against the pre-computed labels (masks on strong images if ``semi``)."""
         key = self.hparams.weak_label
         if key not in batch:

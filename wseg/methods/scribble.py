@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.methods.base import WeakSegMethod
 from wseg.nets.predict import resize_probs
@@ -57,7 +58,7 @@ class ScribblePAM(WeakSegMethod):
             raise ValueError(f"target must be 'scribble' or 'pseudo', got {target!r}")
         super().__init__(**kwargs)
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Partial cross-entropy on ``scribble``, or cross-entropy on the hard ``pseudo`` labels."""
         key = self.hparams.target
         if key not in batch:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.losses.self_correction import (
     AlphaShape,
@@ -77,7 +78,7 @@ class Ancillary(WeakSegMethod):
             box_mask = _no_boxes(image, self.hparams.num_classes)
         return self.net(image, box_mask)
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Eq. 1: cross-entropy against ``mask`` on the images of F."""
         target = batch["mask"].masked_fill(~batch["strong"].view(-1, 1, 1), IGNORE_INDEX)
         return self.cross_entropy(self(batch["image"], batch["box_mask"]), target)
@@ -95,7 +96,7 @@ class Ancillary(WeakSegMethod):
         scales = self.hparams.tta_scales or [1.0]
         return predict_probs(net, packed, flip=self.hparams.tta_flip, scales=scales)
 
-    def eval_probs(self, batch: dict[str, Any]) -> Tensor:
+    def eval_probs(self, batch: Batch) -> Tensor:
         """Box-conditioned probabilities: validate, test and predict feed the boxes too."""
         return self.box_probs(batch["image"], batch["box_mask"])
 
@@ -252,7 +253,7 @@ class SelfCorrection(WeakSegMethod):
         progress = self.global_step / max(1, total)
         return alpha_schedule(progress, hp.alpha_start, hp.alpha_end, hp.alpha_shape)
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Eq. 2, 5 or 6 on a batch mixing images of F (``strong``) and W."""
         image, box_mask, strong = batch["image"], batch["box_mask"], batch["strong"]
         target = batch["mask"].masked_fill(~strong.view(-1, 1, 1), IGNORE_INDEX)

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
+from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.methods.base import WeakSegMethod
 
@@ -29,7 +30,7 @@ class Supervised(WeakSegMethod):
     def __init__(self, strong_only: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Per-pixel cross-entropy against ``mask`` (only strong images if ``strong_only``)."""
         target = batch["mask"]
         if self.hparams.strong_only:
@@ -43,6 +44,6 @@ class BboxRect(WeakSegMethod):
     Takes the `WeakSegMethod` arguments.
     """
 
-    def compute_loss(self, batch: dict[str, Any]) -> Tensor:
+    def compute_loss(self, batch: Batch) -> Tensor:
         """Per-pixel cross-entropy against ``box_label``."""
         return self.cross_entropy(self(batch["image"]), batch["box_label"])

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from wseg.constants import EXPERIMENTS
 from wseg.data.check import require_clean
 from wseg.data.records import IGNORE_INDEX, SegmentationSource
-from wseg.data.weak import curated_scribble_ids, load_split, sample_scribble, save_split
+from wseg.data.scribbles import curated_scribble_ids, sample_scribble
+from wseg.data.strong_split import load_split, save_split
 from wseg.labels.generate import generate
 from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource
 from wseg.labels.quality import evaluate_store

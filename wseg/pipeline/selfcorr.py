@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wseg.constants import EXPERIMENTS
-from wseg.data.weak import load_split, make_strong_split, save_split
+from wseg.data.strong_split import load_split, make_strong_split, save_split
 from wseg.pipeline.stages import (
     SPLIT_KEYS,
     Stage,
