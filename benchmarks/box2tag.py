@@ -25,7 +25,8 @@ from wseg.data.box_crops import BoxCropDataModule, scan_crops
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.box2tag import RULES, generate_box2tag
-from wseg.labels.generate import build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import build_generator
 from wseg.labels.quality import evaluate_store
 from wseg.methods.box2tag import Box2TagSingleClass
 

@@ -31,7 +31,7 @@ from wseg.data.datasets import make_source
 from wseg.data.records import IGNORE_INDEX
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.weak import box_pixel_bounds
-from wseg.labels.generate import GrabCutGenerator, build_generator
+from wseg.labels.generators import GrabCutGenerator, build_generator
 from wseg.labels.grabcut import grabcut_boxes
 from wseg.labels.quality import box_fbeta
 from wseg.parallel import pool_imap_unordered

@@ -30,7 +30,8 @@ from benchmarks import (
     val_miou,
 )
 from wseg.data.datamodule import WeakSegDataModule
-from wseg.labels.generate import build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import build_generator
 from wseg.labels.quality import evaluate_store
 from wseg.methods import BboxRect, BboxSeg, EMAdapt, EMFixed, Supervised
 

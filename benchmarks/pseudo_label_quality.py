@@ -28,7 +28,8 @@ import torch
 from benchmarks import TINY_COCO
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
-from wseg.labels.generate import GENERATORS, build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import GENERATORS, build_generator
 from wseg.labels.grabcut import FALLBACK_REASONS
 from wseg.labels.quality import evaluate_store
 from wseg.metrics import mean_iou

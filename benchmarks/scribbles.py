@@ -18,9 +18,10 @@ from pathlib import Path
 from benchmarks import TINY_COCO
 from wseg.data.datasets import make_source
 from wseg.data.scribbles import curated_scribble_ids
+from wseg.data.subset import SubsetSource
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.generate import generate
-from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource
+from wseg.labels.pam_generators import LocalPAMGenerator, PFAGenerator
 from wseg.labels.quality import evaluate_store
 
 

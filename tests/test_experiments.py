@@ -19,7 +19,8 @@ from wseg.cli import main
 from wseg.data.config import datamodule_from_config
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
-from wseg.labels.generate import build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"

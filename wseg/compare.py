@@ -34,7 +34,8 @@ import yaml
 from wseg.constants import EXPERIMENTS
 from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.store import PseudoLabelStore
-from wseg.labels.generate import build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import build_generator
 from wseg.labels.quality import evaluate_store
 from wseg.pipeline import commands
 from wseg.pipeline.stages import FINAL, METRICS, Stage, data_overrides, run_stages

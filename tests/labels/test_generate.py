@@ -16,14 +16,13 @@ from wseg.data.store import PseudoLabelStore
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.weak import rect_labels
 from wseg.labels.__main__ import main
-from wseg.labels.generate import (
+from wseg.labels.generate import generate, shard
+from wseg.labels.generators import (
     CRFGenerator,
     GrabCutGenerator,
     RectGenerator,
     box_unaries,
     build_generator,
-    generate,
-    shard,
 )
 
 NUM_TRAIN = 40
@@ -155,7 +154,8 @@ KILLED_RUN = """
 import sys, time
 from wseg.data.datasets import make_source
 from wseg.data.records import SegmentationSource
-from wseg.labels.generate import GrabCutGenerator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import GrabCutGenerator
 
 class SlowDisk(SegmentationSource):
     # The real reader behind a slow disk, so that the run can be killed half-way.
@@ -229,7 +229,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from wseg.data.datasets import make_source
-from wseg.labels.generate import RectGenerator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import RectGenerator
 
 def run(rank, root, out, rendezvous):
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)

@@ -9,6 +9,7 @@ import torch
 from wseg.data.datasets import make_source
 from wseg.data.records import Sample
 from wseg.data.store import PseudoLabelStore
+from wseg.data.subset import SubsetSource
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.transforms import build_eval_transform, transform_sample
 from wseg.data.weak import sample_scribble
@@ -17,13 +18,11 @@ from wseg.labels.pam import (
     PAPER_CRF,
     ColourPositionFeatures,
     Lite0StemFeatures,
-    LocalPAMGenerator,
-    PFAGenerator,
-    SubsetSource,
     combine,
     local_pam,
     regularise,
 )
+from wseg.labels.pam_generators import LocalPAMGenerator, PFAGenerator
 from wseg.methods.scribble import ScribblePAM
 from wseg.nets.checkpoint import load_network
 

@@ -11,7 +11,7 @@ import pytest
 from tiny_data import TINY_COCO
 
 from wseg.data.datasets import make_source
-from wseg.labels.generate import build_generator
+from wseg.labels.generators import build_generator
 from wseg.labels.quality import box_fbeta
 
 NUM_IMAGES = 8

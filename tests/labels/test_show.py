@@ -10,7 +10,8 @@ from wseg.data.datasets import make_source
 from wseg.data.store import PseudoLabelStore
 from wseg.data.synthetic import generate_synthetic
 from wseg.labels.__main__ import main
-from wseg.labels.generate import RectGenerator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import RectGenerator
 from wseg.labels.show import GAP, draw_boxes, show_store
 from wseg.visualize import overlay
 

@@ -8,7 +8,8 @@ import yaml
 
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
-from wseg.labels.generate import build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import build_generator
 from wseg.labels.quality import evaluate_store
 from wseg.labels.tune import candidate_generators, held_out_indices, main, tune_crf
 from wseg.options import parse_key_values

@@ -1,14 +1,14 @@
 """Pseudo-label makers (GrabCut, dense CRF, Potts) and the on-disk store they write to."""
 
 from wseg.data.store import PseudoLabelStore, StoreError
-from wseg.labels.generate import (
+from wseg.labels.generate import generate
+from wseg.labels.generators import (
     GENERATORS,
     CRFGenerator,
     GrabCutGenerator,
     LabelGenerator,
     RectGenerator,
     build_generator,
-    generate,
 )
 from wseg.labels.grabcut import grabcut_labels
 from wseg.labels.potts import potts_map

@@ -20,7 +20,8 @@ from typing import Any
 from wseg.data.check import check_source, format_checks
 from wseg.data.datasets import DATASET_NAMES
 from wseg.data.store import PseudoLabelStore
-from wseg.labels.generate import GENERATORS, build_generator, generate
+from wseg.labels.generate import generate
+from wseg.labels.generators import GENERATORS, build_generator
 from wseg.labels.quality import evaluate_store, format_quality
 from wseg.options import parse_key_values
 

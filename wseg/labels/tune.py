@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from wseg.data.datasets import DATASET_NAMES
 from wseg.data.records import SegmentationSource
 from wseg.labels.crf import DenseCRFParams
-from wseg.labels.generate import CRFGenerator
+from wseg.labels.generators import CRFGenerator
 from wseg.metrics import confusion_matrix, mean_iou
 from wseg.options import parse_key_values
 from wseg.parallel import pool_imap_unordered
@@ -97,7 +97,7 @@ def candidate_generators(
 
     Args:
         alphas: Fractions of each box clamped to its class (paper: 0.2 to 0.8).
-        box_priors: Box-class probabilities inside boxes (see `wseg.labels.generate.box_unaries`).
+        box_priors: Box-class probabilities inside boxes (see `wseg.labels.generators.box_unaries`).
         crf_grid: `DenseCRFParams` field -> values; fields left out keep their defaults.
         backend: Dense CRF backend of the generators.
 

@@ -41,10 +41,10 @@ class ScribblePAM(WeakSegMethod):
 
     ``target: scribble`` is the global PAM and the paper's baseline (WA rows of Table 1): the
     network learns from the scribbled pixels alone (`partial_cross_entropy`); its softmax on the
-    training images is ``P_global`` (`wseg.labels.pam.PFAGenerator`). ``target: pseudo`` is the
-    final network trained with ordinary cross-entropy on a PFA store that
-    `python -m wseg.pipeline scribbles` (or `wseg.labels.pam`) made: local, global or combined
-    PAMs, optionally regularised. The paper uses the same network and schedule for both.
+    training images is ``P_global`` (`wseg.labels.pam_generators.PFAGenerator`). ``target:
+    pseudo`` is the final network trained with ordinary cross-entropy on a PFA store that
+    `python -m wseg.pipeline scribbles` (or `wseg.labels.pam_generators`) made: local, global or
+    combined PAMs, optionally regularised. The paper uses the same network and schedule for both.
 
     Args:
         target: ``scribble`` (partial cross-entropy on the batch's ``scribble``) or ``pseudo``

@@ -19,7 +19,7 @@ import yaml
 
 from wseg.constants import EXPERIMENTS
 from wseg.data.store import PseudoLabelStore
-from wseg.labels.generate import CRFGenerator, build_generator
+from wseg.labels.generators import CRFGenerator, build_generator
 from wseg.options import parse_key_values
 from wseg.pipeline.stages import (
     SPLIT_KEYS,
@@ -52,7 +52,7 @@ def crf_options(tuned: Path | None, options: dict[str, Any]) -> dict[str, Any]:
         options: Explicit options, applied last (e.g. ``{"alpha": 0.2}``).
 
     Returns:
-        Keyword arguments of `wseg.labels.generate.CRFGenerator`.
+        Keyword arguments of `wseg.labels.generators.CRFGenerator`.
 
     """
     chosen: dict[str, Any] = {}

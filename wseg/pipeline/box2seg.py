@@ -77,7 +77,8 @@ def grabcut_store(
     """
     from wseg.data.check import require_clean
     from wseg.data.datamodule import WeakSegDataModule
-    from wseg.labels.generate import build_generator, generate
+    from wseg.labels.generate import generate
+    from wseg.labels.generators import build_generator
 
     args = {**load_config(config)["data"].get("init_args", {}), **data_overrides(extra)}
     ignored = {"pseudo_labels", *SPLIT_KEYS}

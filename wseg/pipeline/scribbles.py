@@ -28,8 +28,9 @@ from wseg.data.check import require_clean
 from wseg.data.records import IGNORE_INDEX, SegmentationSource
 from wseg.data.scribbles import curated_scribble_ids, sample_scribble
 from wseg.data.strong_split import load_split, save_split
+from wseg.data.subset import SubsetSource
 from wseg.labels.generate import generate
-from wseg.labels.pam import LocalPAMGenerator, PFAGenerator, SubsetSource
+from wseg.labels.pam_generators import LocalPAMGenerator, PFAGenerator
 from wseg.labels.quality import evaluate_store
 from wseg.metrics import confusion_matrix, gap_reduction, mean_iou
 from wseg.nets.checkpoint import load_network
