@@ -8,19 +8,19 @@ import yaml
 from tiny_data import data_args, synthetic
 
 from tests.data.test_scribbles import ScribbleSource
-from wseg.data.weak import load_split
+from wseg.compare import validate
+from wseg.data.strong_split import load_split
+from wseg.labels.quality import scribble_miou
 from wseg.pipeline import commands, main
-from wseg.pipeline.scribbles import (
-    ROWS,
-    SETTINGS,
+from wseg.pipeline.evaluation import load_method
+from wseg.pipeline.scribble_table import (
     format_markdown,
     gap_table,
     key_findings,
     plot_table,
-    scribble_miou,
-    training_source,
     write_csv,
 )
+from wseg.pipeline.scribbles import ROWS, SETTINGS, training_source
 
 TINY = synthetic(6)
 
@@ -109,6 +109,11 @@ def test_scribble_miou_hand_computed() -> None:
     assert scribble_miou(ScribbleSource(), curated, progress=False) == pytest.approx(1.0)
 
 
+def test_load_method_needs_a_finished_stage(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no final checkpoint"):
+        load_method(tmp_path)
+
+
 def test_training_source_saves_the_curated_ids(tmp_path: Path) -> None:
     data = {
         "dataset": "synthetic",
@@ -164,6 +169,9 @@ def test_two_rows_end_to_end_then_resumed(tmp_path: Path, monkeypatch) -> None:
     assert (folder / "table.md").read_text().startswith(format_markdown(table))
     assert (folder / "table.csv").is_file() and (folder / "table.png").is_file()
     assert list((folder / "wandb").glob("offline-run-*"))
+    # one evaluation path: the study's val mIoU is what `python -m wseg validate` logs for the fit
+    validated = validate(folder / "hfa", [*extra, "--trainer.limit_val_batches", "1.0"], False)
+    assert table[0]["val"] == pytest.approx(validated["val/miou"], abs=1e-4)
     stamp = (folder / "local" / "final.ckpt").stat().st_mtime_ns
     assert main([*args, "--no-wandb", "--", *extra]) == table
     assert (folder / "local" / "final.ckpt").stat().st_mtime_ns == stamp

@@ -11,7 +11,6 @@ and one PFA store per row), ``curated_ids.txt``, ``table.md``, ``table.csv`` and
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -19,21 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
-
 from wseg.constants import EXPERIMENTS
 from wseg.data.check import require_clean
-from wseg.data.records import IGNORE_INDEX, SegmentationSource
-from wseg.data.scribbles import curated_scribble_ids, sample_scribble
+from wseg.data.records import SegmentationSource
+from wseg.data.scribbles import curated_scribble_ids
 from wseg.data.strong_split import load_split, save_split
 from wseg.data.subset import SubsetSource
 from wseg.labels.generate import generate
 from wseg.labels.pam_generators import LocalPAMGenerator, PFAGenerator
-from wseg.labels.quality import evaluate_store
-from wseg.metrics import confusion_matrix, gap_reduction, mean_iou
-from wseg.nets.checkpoint import load_network
+from wseg.labels.quality import evaluate_store, scribble_miou
+from wseg.pipeline.evaluation import validate_on_source
+from wseg.pipeline.scribble_table import (
+    format_markdown,
+    gap_table,
+    key_findings,
+    log_wandb,
+    plot_table,
+    write_csv,
+)
 from wseg.pipeline.stages import (
     FINAL,
     SPLIT_KEYS,
@@ -181,251 +183,23 @@ def training_source(
     return source, val
 
 
-def scribble_miou(
-    source: SegmentationSource, options: dict[str, Any], progress: bool = True
-) -> float:
-    """The mIoU of the scribbles against the true masks, on the scribbled pixels (Table 1's WA PFA).
-
-    Args:
-        source: The training images.
-        options: `scribble_args` of the WA config.
-        progress: Show a progress bar.
-
-    Returns:
-        mIoU in ``[0, 1]`` (1 for curated scribbles).
-
-    """
-    num_classes = source.num_classes
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for index in tqdm(range(len(source)), desc="scribble mIoU", unit="img", disable=not progress):
-        sample = source[index]
-        scribble = sample_scribble(
-            sample,
-            options["scribbles"],
-            options["scribble_width"],
-            options["scribble_seed"],
-            options["curated"],
-        )
-        target = np.where(scribble == IGNORE_INDEX, IGNORE_INDEX, sample.mask)
-        confusion += confusion_matrix(
-            torch.from_numpy(scribble), torch.from_numpy(target), num_classes
-        )
-    return mean_iou(confusion)
-
-
-def network_miou(checkpoint: Path, source: SegmentationSource, progress: bool = True) -> float:
-    """The mIoU of a fitted network on a split (full images, no test-time augmentation).
-
-    Args:
-        checkpoint: The fit's ``final.ckpt``.
-        source: The images, with masks.
-        progress: Show a progress bar.
-
-    Returns:
-        mIoU in ``[0, 1]``.
-
-    """
-    from wseg.data.transforms import build_eval_transform, transform_sample
-    from wseg.nets.predict import predict_probs
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = load_network(checkpoint, device).net
-    transform = build_eval_transform()
-    num_classes = source.num_classes
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    name = checkpoint.parent.name
-    for index in tqdm(range(len(source)), desc=f"mIoU {name}", unit="img", disable=not progress):
-        item = transform_sample(transform, source[index], num_classes)
-        with torch.no_grad():
-            pred = predict_probs(net, item["image"][None].to(device))[0].argmax(0).cpu()
-        confusion += confusion_matrix(pred, item["mask"], num_classes)
-    return mean_iou(confusion)
-
-
 def evaluate_fit(
     stage_dir: Path, train: SegmentationSource, val: SegmentationSource, progress: bool = True
 ) -> dict[str, float]:
-    """Train and val mIoU of a finished fit, cached in ``eval.json`` beside its checkpoint."""
+    """Train and val mIoU of a finished fit, cached in ``eval.json`` beside its checkpoint.
+
+    Both come from the method's own ``validate`` (`wseg.pipeline.evaluation.validate_on_source`)
+    on full images, without test-time augmentation unless the fit's config asks for it.
+    """
     path = stage_dir / EVAL
     if path.exists():
         return json.loads(path.read_text())
     result = {
-        "train": network_miou(stage_dir / FINAL, train, progress),
-        "val": network_miou(stage_dir / FINAL, val, progress),
+        "train": validate_on_source(stage_dir, train, progress)["val/miou"],
+        "val": validate_on_source(stage_dir, val, progress)["val/miou"],
     }
     path.write_text(json.dumps(result, indent=2))
     return result
-
-
-def gap_table(
-    full: dict[str, float], weak: dict[str, float], rows: dict[str, dict[str, float]]
-) -> list[dict[str, Any]]:
-    """Table 1: PFA, train and val mIoU; full and remaining gap; gap reduction.
-
-    Full gap = val(HFA) - val(WA); remaining gap = val(HFA) - val(row); gap reduction =
-    (full gap - remaining gap) / full gap (`wseg.metrics.gap_reduction`). All in percent.
-
-    Args:
-        full: ``pfa``, ``train``, ``val`` mIoU (fractions) of the HFA fit.
-        weak: The same for the WA fit (``pfa``: the scribbles' own mIoU).
-        rows: The same for every PFA row, by row label.
-
-    Returns:
-        One dict per row with ``row``, ``pfa``, ``train``, ``val``, ``full_gap``,
-        ``remaining_gap`` and ``reduction`` (None where not applicable).
-
-    """
-    table = [
-        {"row": "HFA", **{k: 100 * full[k] for k in ("pfa", "train", "val")}},
-        {"row": "WA", **{k: 100 * weak[k] for k in ("pfa", "train", "val")}},
-    ]
-    for entry in table:
-        entry.update(full_gap=None, remaining_gap=None, reduction=None)
-    full_gap = 100 * (full["val"] - weak["val"])
-    for label, values in rows.items():
-        reduction = None
-        if full["val"] != weak["val"]:
-            reduction = 100 * gap_reduction(values["val"], weak["val"], full["val"])
-        table.append(
-            {
-                "row": label,
-                **{k: 100 * values[k] for k in ("pfa", "train", "val")},
-                "full_gap": full_gap,
-                "remaining_gap": 100 * (full["val"] - values["val"]),
-                "reduction": reduction,
-            }
-        )
-    return table
-
-
-COLUMNS = ("row", "pfa", "train", "val", "full_gap", "remaining_gap", "reduction")
-HEADERS = (
-    "row",
-    "PFA mIoU (train)",
-    "network mIoU (train)",
-    "network mIoU (val)",
-    "full gap",
-    "remaining gap",
-    "gap reduction (%)",
-)
-
-
-def format_markdown(table: list[dict[str, Any]]) -> str:
-    """Render `gap_table` as a Markdown table (one decimal, ``n/a`` where not applicable)."""
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return "n/a"
-        return value if isinstance(value, str) else f"{value:.1f}"
-
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(cell(entry[c]) for c in COLUMNS) + " |" for entry in table]
-    return "\n".join(lines) + "\n"
-
-
-def _verdict(combined: float, alone: float) -> str:
-    return "holds" if combined > alone else "does not hold"
-
-
-def key_findings(table: list[dict[str, Any]]) -> list[str]:
-    """Check the paper's key finding: combined PAMs beat the global PAM alone, in PFA and val mIoU.
-
-    Each regulariser is compared with its own (the unregularised global PFA is the WA row's train
-    column: the WA network's argmax on the training images).
-
-    Args:
-        table: The rows of `gap_table`.
-
-    Returns:
-        One line per comparison whose rows are in the table: the two PFA and val mIoUs and whether
-        the finding holds for each.
-
-    """
-    by_row = {entry["row"]: entry for entry in table}
-    pairs = [
-        ("combined", "WA", "train"),
-        ("combined + Potts", "global + Potts", "pfa"),
-        ("combined + CRF", "global + CRF", "pfa"),
-    ]
-    lines = []
-    for combined, alone, column in pairs:
-        if combined not in by_row or alone not in by_row:
-            continue
-        a, b = by_row[combined], by_row[alone]
-        name = "global (WA network)" if alone == "WA" else alone
-        lines.append(
-            f"{combined} vs {name}: PFA {a['pfa']:.1f} vs {b[column]:.1f} "
-            f"({_verdict(a['pfa'], b[column])}), val {a['val']:.1f} vs {b['val']:.1f} "
-            f"({_verdict(a['val'], b['val'])})"
-        )
-    return lines
-
-
-def write_csv(table: list[dict[str, Any]], path: Path) -> None:
-    """Write `gap_table` as CSV (empty cells where not applicable)."""
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        for entry in table:
-            writer.writerow(
-                {
-                    k: "" if entry[k] is None else round(entry[k], 2) if k != "row" else entry[k]
-                    for k in COLUMNS
-                }
-            )
-
-
-def plot_table(table: list[dict[str, Any]], path: Path, title: str) -> None:
-    """The paper's Fig. 2: val mIoU after training against PFA mIoU, HFA and WA as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    markers = {row.label: row.marker for row in ROWS.values()}
-    figure, axes = plt.subplots(figsize=(6, 4.5))
-    for entry in table:
-        if entry["row"] in ("HFA", "WA"):
-            style = "-" if entry["row"] == "HFA" else "--"
-            axes.axhline(entry["val"], color="grey", linestyle=style, label=f"{entry['row']} (val)")
-            continue
-        axes.scatter(entry["pfa"], entry["val"], marker=markers.get(entry["row"], "o"), s=60)
-        axes.annotate(
-            entry["row"],
-            (entry["pfa"], entry["val"]),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    axes.set_xlabel("PFA mIoU on the training images (%)")
-    axes.set_ylabel("network mIoU on val (%)")
-    axes.set_title(title)
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def log_wandb(
-    table: list[dict[str, Any]], plot: Path, project: str, name: str, folder: Path
-) -> None:
-    """Log the table and the plot to an offline W&B run in ``folder``."""
-    import wandb
-
-    run = wandb.init(project=project, name=name, dir=str(folder), mode="offline", reinit=True)
-    try:
-        rows = [[entry[c] for c in COLUMNS] for entry in table]
-        run.log(
-            {
-                "gap_table": wandb.Table(columns=list(HEADERS), data=rows),
-                "gap_plot": wandb.Image(str(plot)),
-            }
-        )
-        for entry in table:
-            if entry["reduction"] is not None:
-                run.summary[f"gap_reduction/{entry['row']}"] = entry["reduction"]
-    finally:
-        run.finish()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -514,14 +288,14 @@ def run_chain(
     """
     chosen = setting_named(SETTINGS, setting, COMMAND)
     rows = _rows(setting, rows)
-    name, out, extra = setting, Path(out) / setting, overrides
+    out, extra = Path(out) / setting, overrides
     curation = {"curated_scribbles": chosen.curated}
     overrides_of = dict(stage_overrides or {})
     planned = study_stages(setting, rows)
     baselines = planned[:2]
     done = run_stages(
         baselines,
-        name,
+        setting,
         out,
         extra=extra,
         dry_run=dry_run,
@@ -574,7 +348,7 @@ def run_chain(
         for stage in planned[2:]
     ]
     fit_overrides = {k: v for k, v in overrides_of.items() if k not in ("hfa", "wa")}
-    done = run_stages(fits, name, out, extra=extra, overrides=fit_overrides)
+    done = run_stages(fits, setting, out, extra=extra, overrides=fit_overrides)
     folder.update({name: Path(result["stage_dir"]) for name, result in done.items()})
     full = {"pfa": 1.0, **evaluate_fit(folder["hfa"], train, val, progress)}
     weak = {
@@ -589,20 +363,33 @@ def run_chain(
         for name in rows
     }
     table = gap_table(full, weak, results)
+    write_table(table, out, setting, weak_config if wandb else None)
+    return table
+
+
+def write_table(
+    table: list[dict[str, Any]], out: Path, setting: str, wandb_config: dict | None = None
+) -> None:
+    """Write ``table.md`` (with the key findings), ``table.csv`` and ``table.png``; print the first.
+
+    Args:
+        table: The rows of `gap_table`.
+        out: The setting's folder.
+        setting: The setting's name (plot title, W&B run name).
+        wandb_config: The WA fit's config, whose logger's project the table is logged to (offline);
+            None: no W&B.
+
+    """
     markdown = format_markdown(table) + "".join(f"\n- {line}" for line in key_findings(table))
     (out / "table.md").write_text(markdown + "\n")
     write_csv(table, out / "table.csv")
-    plot_table(table, out / "table.png", f"scribble gap study ({name})")
+    markers = {row.label: row.marker for row in ROWS.values()}
+    plot_table(table, out / "table.png", f"scribble gap study ({setting})", markers)
     print(markdown + "\n", flush=True)
-    if wandb:
-        project = (
-            weak_config.get("trainer", {})
-            .get("logger", {})
-            .get("init_args", {})
-            .get("project", "wseg")
-        )
-        log_wandb(table, out / "table.png", project, f"scribbles_{name}_table", out)
-    return table
+    if wandb_config is not None:
+        logger = wandb_config.get("trainer", {}).get("logger", {})
+        project = logger.get("init_args", {}).get("project", "wseg")
+        log_wandb(table, out / "table.png", project, f"scribbles_{setting}_table", out)
 
 
 def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
