@@ -30,7 +30,7 @@ from wseg.data.strong_split import load_split
 from wseg.data.transforms import build_eval_transform, collate
 from wseg.methods import Ancillary, SelfCorrection
 from wseg.metrics import confusion_matrix, mean_iou
-from wseg.pipeline import main as pipeline
+from wseg.pipeline.__main__ import main as pipeline
 from wseg.pipeline.stages import FINAL, SPLIT_KEYS
 
 SETTINGS = {"synthetic": "demo", "tiny_coco": "tiny_coco"}

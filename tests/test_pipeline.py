@@ -7,8 +7,9 @@ import yaml
 from tiny_data import TINY_COCO, data_args, synthetic
 
 from wseg.data.datamodule import WeakSegDataModule
-from wseg.data.weak import load_split, make_strong_split
-from wseg.pipeline import commands, main
+from wseg.data.strong_split import load_split, make_strong_split
+from wseg.pipeline import commands
+from wseg.pipeline.__main__ import main
 from wseg.pipeline.selfcorr import SETTINGS, make_splits, selfcorr_stages
 from wseg.pipeline.stages import (
     FINAL,

@@ -8,7 +8,8 @@ from tiny_data import data_args, synthetic
 
 from wseg.data.store import PseudoLabelStore
 from wseg.labels.generators import build_generator
-from wseg.pipeline import commands, main
+from wseg.pipeline import commands
+from wseg.pipeline.__main__ import main
 from wseg.pipeline.bbox_seg import SETTINGS, crf_options, make_store, store_plan
 from wseg.pipeline.stages import FINAL, load_config
 

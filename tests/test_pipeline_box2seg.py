@@ -12,7 +12,8 @@ from wseg.data.datasets import make_source
 from wseg.data.store import PseudoLabelStore, StoreError
 from wseg.labels.generate import generate
 from wseg.labels.generators import build_generator
-from wseg.pipeline import commands, main
+from wseg.pipeline import commands
+from wseg.pipeline.__main__ import main
 from wseg.pipeline.box2seg import SETTINGS, box2seg_stages, grabcut_store
 from wseg.pipeline.stages import FINAL, load_config, stage_config
 

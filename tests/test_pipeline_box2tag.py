@@ -16,7 +16,8 @@ from wseg.data.box_crops import scan_crops
 from wseg.data.datasets import SYNTHETIC_CLASSES, make_source
 from wseg.data.store import PseudoLabelStore
 from wseg.methods.box2tag import Box2TagSingleClass
-from wseg.pipeline import commands, main
+from wseg.pipeline import commands
+from wseg.pipeline.__main__ import main
 from wseg.pipeline.box2tag import SETTINGS, class_stages, final_stages
 from wseg.pipeline.stages import FINAL, stage_config
 

@@ -11,7 +11,8 @@ from tests.data.test_scribbles import ScribbleSource
 from wseg.compare import validate
 from wseg.data.strong_split import load_split
 from wseg.labels.quality import scribble_miou
-from wseg.pipeline import commands, main
+from wseg.pipeline import commands
+from wseg.pipeline.__main__ import main
 from wseg.pipeline.evaluation import load_method
 from wseg.pipeline.scribble_table import (
     format_markdown,

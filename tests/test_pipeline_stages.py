@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wseg.pipeline import main
+from wseg.pipeline.__main__ import main
 from wseg.pipeline.selfcorr import SETTINGS, selfcorr_stages
 from wseg.pipeline.stages import (
     FINAL,
@@ -114,19 +114,24 @@ def test_only_the_last_stage_joins_a_wandb_sweep_run(monkeypatch) -> None:
 def test_a_command_without_stages_refuses_stage_arguments(monkeypatch, capsys) -> None:
     import types
 
-    import wseg.pipeline as pipeline
+    import wseg.pipeline.__main__ as command_line
 
     ran = []
     plain = types.SimpleNamespace(
         COMMAND="plain",
-        HELP="a chain without a stages() listing",
-        add_arguments=lambda parser: None,
-        run=lambda args, extra: ran.append(args),
+        HELP="a chain without a fit_stages() listing",
+        SETTINGS={"demo": None},
+        run_chain=lambda setting, out=Path("runs/plain"), overrides=(), **options: ran.append(
+            (setting, out, overrides, options)
+        ),
     )
-    monkeypatch.setattr(pipeline, "commands", lambda: {"plain": plain})
-    main(["plain"])
-    assert len(ran) == 1
+    monkeypatch.setattr(command_line, "commands", lambda: {"plain": plain})
+    monkeypatch.setitem(command_line.ARGUMENTS, "plain", lambda parser: None)
+    main(["plain", "--setting", "demo", "--", "--trainer.max_epochs", "1"])
+    assert ran == [
+        ("demo", Path("runs/plain"), ["--trainer.max_epochs", "1"], {"stage_overrides": {}})
+    ]
     with pytest.raises(SystemExit):
-        main(["plain", "--fit.model.init_args.lr=1"])
+        main(["plain", "--setting", "demo", "--fit.model.init_args.lr=1"])
     assert "plain takes no --STAGE.KEY arguments" in capsys.readouterr().err
     assert len(ran) == 1

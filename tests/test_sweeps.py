@@ -7,7 +7,6 @@ against that stage's experiment config). A key that does not exist fails to pars
 cannot silently set nothing.
 """
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import yaml
 
 from wseg.cli import WSegCLI
 from wseg.pipeline import commands
-from wseg.pipeline.stages import parse_stage_overrides
+from wseg.pipeline.__main__ import parse, planned_stages
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
@@ -84,15 +83,17 @@ def check_pipeline(args: list[str], values: dict[str, Any]) -> None:
     assert args[0] == "wseg.pipeline"
     available = commands()
     assert args[1] in available, f"no pipeline command {args[1]}"
-    module = available[args[1]]
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    parsed, unknown = parser.parse_known_args(args[2:])
-    overrides = parse_stage_overrides(unknown)
+    module, options, _ = parse(args[1:])
+    overrides = options["stage_overrides"]
     for name, value in values.items():
         if "." not in name:
-            assert str(getattr(parsed, name.replace("-", "_"))) == str(value), name
-    stages = {stage.name: stage for stage in module.stages(parsed)}
+            if name.startswith("no-"):  # --no-X flags store False into X
+                name, value = name[3:], not value
+            parsed = options[name.replace("-", "_")]
+            if isinstance(parsed, list):  # a comma list such as --rows
+                parsed = ",".join(parsed)
+            assert str(parsed) == str(value), name
+    stages = {stage.name: stage for stage in planned_stages(module, options)}
     assert set(overrides) <= set(stages), f"{set(overrides) - set(stages)} are not stages"
     for stage_name, stage_args in overrides.items():
         config = parse_fit(["--config", str(stages[stage_name].config), *stage_args])

@@ -2,66 +2,35 @@
 
     python -m wseg.pipeline <command> --help
 
-Every module of this package that defines ``COMMAND`` is a subcommand: it provides ``HELP``,
-``add_arguments(parser)`` and ``run(args, extra)``; `wseg.pipeline.stages` holds the shared
-machinery (a stage whose ``final.ckpt`` exists is skipped, so a rerun resumes). Arguments after
-``--`` go to every stage; ``--STAGE.KEY=VALUE`` arguments reach one stage only (``run`` finds them
-in ``args.stage_overrides`` and passes them to `run_stages`). A stage whose folder holds a finished
-run of other settings runs in a folder of its own, and so do the stages after it: what a W&B sweep
-over a chain needs. A module's
-``stages(args)`` lists the fit stages a command line asks for (the sweep tests check overrides
-against them).
+Every module of this package that defines ``COMMAND`` is a chain, with a typed Python API:
+
+- ``HELP``: one line for the command list;
+- ``SETTINGS``: the named settings (experiment YAMLs) it can run;
+- ``run_chain(setting, out, overrides, **options)``: run or resume the chain; ``overrides`` go to
+  every fit, ``stage_overrides`` (stage name -> arguments) to one fit only;
+- ``fit_stages(setting, **options)``: the fits ``run_chain`` runs with those options (what
+  ``--STAGE.KEY=VALUE`` arguments and sweeps are checked against).
+
+`wseg.pipeline.stages` holds the shared machinery: a stage whose ``final.ckpt`` exists is skipped,
+so a rerun resumes, and a stage whose folder holds a finished run of other settings runs in a
+folder of its own, and so do the stages after it (what a W&B sweep over a chain needs). The
+command line, the only argparse code of the package, is `wseg.pipeline.__main__`.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
-import sys
-from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
-
-from wseg.pipeline.stages import parse_stage_overrides
 
 
 def commands() -> dict[str, ModuleType]:
-    """The pipeline subcommands by name: every module here that defines ``COMMAND``."""
+    """The pipeline chains by command name: every module here that defines ``COMMAND``."""
     found = {}
     for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "COMMAND"):
             found[module.COMMAND] = module
     return dict(sorted(found.items()))
-
-
-def main(argv: Sequence[str] | None = None) -> Any:
-    """Command line; arguments after ``--`` go to every stage, ``--STAGE.KEY=V`` to one stage.
-
-    Args:
-        argv: Arguments (None: ``sys.argv[1:]``).
-
-    Returns:
-        What the subcommand returns (the final metrics of each stage).
-
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split_at = argv.index("--") if "--" in argv else len(argv)
-    own, extra = argv[:split_at], argv[split_at + 1 :]
-    parser = argparse.ArgumentParser(
-        prog="python -m wseg.pipeline",
-        description="Chain the stages of a multi-stage method; rerun to resume.",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    available = commands()
-    for name, module in available.items():
-        module.add_arguments(subparsers.add_parser(name, help=module.HELP))
-    args, unknown = parser.parse_known_args(own)
-    try:
-        args.stage_overrides = parse_stage_overrides(unknown)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.stage_overrides and not hasattr(available[args.command], "stages"):
-        parser.error(f"{args.command} takes no --STAGE.KEY arguments; got {' '.join(unknown)}")
-    return available[args.command].run(args, extra)

@@ -8,9 +8,7 @@ generator options and the split) and the fit to ``<out>/<setting>/fit``; a rerun
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ import yaml
 from wseg.constants import EXPERIMENTS
 from wseg.data.store import PseudoLabelStore
 from wseg.labels.generators import CRFGenerator, build_generator
-from wseg.options import parse_key_values
 from wseg.pipeline.stages import (
     SPLIT_KEYS,
     Stage,
@@ -134,30 +131,9 @@ def make_store(
     return summary.store.path
 
 
-def stages(args: argparse.Namespace) -> list[Stage]:
-    """The one fit stage of ``args.setting`` (its store is set when made)."""
-    return [Stage("fit", SETTINGS[args.setting], split=None)]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``bbox-seg`` command's arguments."""
-    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
-    parser.add_argument("--out", type=Path, default=Path("runs/bbox_seg"), help="output root")
-    parser.add_argument(
-        "--tuned", type=Path, help="alpha and CRF chosen by python -m wseg.labels.tune (its --out)"
-    )
-    parser.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="crf generator option, e.g. alpha=0.3 (JSON values; after --tuned)",
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="CRF processes")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the store path and fit command only"
-    )
+def fit_stages(setting: str) -> list[Stage]:
+    """The one fit stage of ``setting`` (its store is set when made)."""
+    return [Stage("fit", setting_named(SETTINGS, setting, COMMAND), split=None)]
 
 
 def run_chain(
@@ -203,17 +179,3 @@ def run_chain(
         store = make_store(config, overrides, generator, folder / "stores", workers)
     stage = Stage("fit", config, split=None, data_args={"pseudo_labels": str(store)})
     return run_and_report([stage], setting, folder, None, overrides, dry_run, stage_overrides)
-
-
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """`run_chain` from the parsed ``bbox-seg`` arguments (``extra``: for the fit)."""
-    return run_chain(
-        args.setting,
-        args.out,
-        extra,
-        tuned=args.tuned,
-        crf=parse_key_values(args.option, "-o"),
-        workers=args.workers,
-        dry_run=args.dry_run,
-        stage_overrides=getattr(args, "stage_overrides", None),
-    )

@@ -8,7 +8,6 @@ resumable) and one folder per stage; a rerun skips what is done.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,20 +131,9 @@ def box2seg_stages(setting: Setting, store: Path) -> list[Stage]:
     ]
 
 
-def stages(args: argparse.Namespace) -> list[Stage]:
-    """The fit stages of ``args.setting`` (the store is set when made)."""
-    return box2seg_stages(SETTINGS[args.setting], Path("<grabcut store>"))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``box2seg`` command's arguments."""
-    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
-    parser.add_argument("--out", type=Path, default=Path("runs/box2seg"), help="output root")
-    parser.add_argument(
-        "--store", type=Path, help="an existing GrabCut store to use (default: make one)"
-    )
-    parser.add_argument("--workers", type=int, default=1, help="GrabCut worker processes")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+def fit_stages(setting: str) -> list[Stage]:
+    """The fit stages of ``setting`` (the store is set when made)."""
+    return box2seg_stages(setting_named(SETTINGS, setting, COMMAND), Path("<grabcut store>"))
 
 
 def run_chain(
@@ -190,16 +178,3 @@ def run_chain(
         store = grabcut_store(chosen.pretrain, overrides, folder / "pseudo", workers)
     planned = box2seg_stages(chosen, store)
     return run_and_report(planned, setting, folder, None, overrides, dry_run, stage_overrides)
-
-
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """`run_chain` from the parsed ``box2seg`` arguments (``extra``: for every fit)."""
-    return run_chain(
-        args.setting,
-        args.out,
-        extra,
-        store=args.store,
-        workers=args.workers,
-        dry_run=args.dry_run,
-        stage_overrides=getattr(args, "stage_overrides", None),
-    )

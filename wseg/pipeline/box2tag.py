@@ -8,7 +8,6 @@ Everything lands in ``<out>/<setting>/``: ``boxes.json`` (kept boxes per class),
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 from collections import Counter
@@ -238,39 +237,16 @@ def make_pseudo_gt(
     return {rule: store.path for rule, store in stores.items()}
 
 
-def stages(args: argparse.Namespace) -> list[Stage]:
-    """The fits a command line asks for: ``classes`` stands for every class network's fit.
+def fit_stages(setting: str, rule: str = "overlap-void") -> list[Stage]:
+    """The fits of ``setting`` and ``rule``: ``classes`` stands for every class network's fit.
 
     ``--classes.KEY=VALUE`` reaches every class network (a loss-term sweep), ``--<final
     stage>.KEY=VALUE`` one final fit; the class list itself needs the data, so it is not listed.
     """
-    setting = SETTINGS[args.setting]
-    rules = RULE_CHOICES[:3] if args.rule == "all" else (args.rule,)
-    finals = [stage for rule in rules for stage in final_stages(setting, rule, Path("<store>"))]
-    return [Stage(CLASSES, setting.single_class, split=None), *finals]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``box2tag`` command's arguments."""
-    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
-    parser.add_argument(
-        "--rule", default="overlap-void", choices=RULE_CHOICES, help="overlap rule(s) to train"
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/box2tag"), help="output root")
-    parser.add_argument(
-        "--classes",
-        nargs="+",
-        help="train only these classes' networks and stop (run several such commands in "
-        "parallel, e.g. one per GPU; a final run without --classes then continues)",
-    )
-    parser.add_argument(
-        "--stop-after",
-        choices=("classes", "pseudo", "final"),
-        default="final",
-        help="last step to run",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device for the pseudo-GT step")
-    parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
+    chosen = setting_named(SETTINGS, setting, COMMAND)
+    rules = RULE_CHOICES[:3] if rule == "all" else (rule,)
+    finals = [stage for name in rules for stage in final_stages(chosen, name, Path("<store>"))]
+    return [Stage(CLASSES, chosen.single_class, split=None), *finals]
 
 
 def run_chain(
@@ -347,18 +323,3 @@ def run_chain(
     results.update(run_stages(finals, setting, out, extra=overrides, overrides=per_stage))
     report(results)
     return results
-
-
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """`run_chain` from the parsed ``box2tag`` arguments (``extra``: for every fit)."""
-    return run_chain(
-        args.setting,
-        args.out,
-        extra,
-        rule=args.rule,
-        classes=args.classes,
-        stop_after=args.stop_after,
-        device=args.device,
-        dry_run=args.dry_run,
-        stage_overrides=getattr(args, "stage_overrides", None),
-    )

@@ -10,7 +10,6 @@ and one PFA store per row), ``curated_ids.txt``, ``table.md``, ``table.csv`` and
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -202,28 +201,6 @@ def evaluate_fit(
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``scribbles`` command's arguments."""
-    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
-    parser.add_argument(
-        "--rows",
-        help=f"comma-separated PFA rows (default: the setting's); any of {','.join(ROWS)}",
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/scribbles"), help="output root")
-    parser.add_argument("--workers", type=int, default=1, help="processes for the PAM stores")
-    parser.add_argument(
-        "--potts-max-iter", type=int, help="primal-dual iterations of Potts (default: setting's)"
-    )
-    parser.add_argument(
-        "--potts-lambda",
-        type=float,
-        help="Potts weight of every Potts row (default: the paper's 10 with a local PAM, 50 alone)",
-    )
-    parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--dry-run", action="store_true", help="print the fit commands only")
-
-
 def _rows(setting: str, rows: Sequence[str] | None) -> tuple[str, ...]:
     rows = SETTINGS[setting].rows if rows is None else tuple(rows)
     unknown = sorted(set(rows) - set(ROWS))
@@ -232,11 +209,7 @@ def _rows(setting: str, rows: Sequence[str] | None) -> tuple[str, ...]:
     return rows
 
 
-def _arg_rows(args: argparse.Namespace) -> list[str] | None:
-    return None if args.rows is None else [r for r in args.rows.split(",") if r]
-
-
-def study_stages(setting: str, rows: Sequence[str] | None = None) -> list[Stage]:
+def fit_stages(setting: str, rows: Sequence[str] | None = None) -> list[Stage]:
     """The fits of the study: HFA, WA, then one per PFA row (its store is set when made)."""
     chosen = setting_named(SETTINGS, setting, COMMAND)
     curation = {"curated_scribbles": chosen.curated}
@@ -245,11 +218,6 @@ def study_stages(setting: str, rows: Sequence[str] | None = None) -> list[Stage]
         Stage("wa", chosen.weak, split=None, data_args=curation),
         *(Stage(name, chosen.pfa, split=None, data_args=curation) for name in _rows(setting, rows)),
     ]
-
-
-def stages(args: argparse.Namespace) -> list[Stage]:
-    """The fits the parsed ``scribbles`` arguments ask for (`study_stages`)."""
-    return study_stages(args.setting, _arg_rows(args))
 
 
 def run_chain(
@@ -291,7 +259,7 @@ def run_chain(
     out, extra = Path(out) / setting, overrides
     curation = {"curated_scribbles": chosen.curated}
     overrides_of = dict(stage_overrides or {})
-    planned = study_stages(setting, rows)
+    planned = fit_stages(setting, rows)
     baselines = planned[:2]
     done = run_stages(
         baselines,
@@ -390,20 +358,3 @@ def write_table(
         logger = wandb_config.get("trainer", {}).get("logger", {})
         project = logger.get("init_args", {}).get("project", "wseg")
         log_wandb(table, out / "table.png", project, f"scribbles_{setting}_table", out)
-
-
-def run(args: argparse.Namespace, extra: Sequence[str]) -> list[dict[str, Any]]:
-    """`run_chain` from the parsed ``scribbles`` arguments (``extra``: for every fit)."""
-    return run_chain(
-        args.setting,
-        args.out,
-        extra,
-        rows=_arg_rows(args),
-        workers=args.workers,
-        potts_max_iter=args.potts_max_iter,
-        potts_lambda=args.potts_lambda,
-        wandb=not args.no_wandb,
-        progress=not args.no_progress,
-        dry_run=args.dry_run,
-        stage_overrides=getattr(args, "stage_overrides", None),
-    )

@@ -8,7 +8,6 @@ folder per stage.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,18 +148,9 @@ def make_splits(config: Path, num_strong: int, extra: Sequence[str], out: Path) 
     return paths
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``selfcorr`` command's arguments."""
-    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
-    parser.add_argument("--mode", default="conv", choices=sorted(MODES))
-    parser.add_argument("--out", type=Path, default=Path("runs/selfcorr"), help="output root")
-    parser.add_argument("--num-strong", type=int, help="size of F (default: the setting's)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-
-
-def stages(args: argparse.Namespace) -> list[Stage]:
-    """The chain the parsed ``selfcorr`` arguments ask for."""
-    return selfcorr_stages(SETTINGS[args.setting], args.mode)
+def fit_stages(setting: str, mode: str = "conv") -> list[Stage]:
+    """The chain of ``setting`` in ``mode`` (`selfcorr_stages`)."""
+    return selfcorr_stages(setting_named(SETTINGS, setting, COMMAND), mode)
 
 
 def run_chain(
@@ -194,16 +184,3 @@ def run_chain(
     splits = make_splits(chosen.configs["ancillary"], size, overrides, folder)
     planned = selfcorr_stages(chosen, mode)
     return run_and_report(planned, setting, folder, splits, overrides, dry_run, stage_overrides)
-
-
-def run(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, dict[str, float]]:
-    """`run_chain` from the parsed ``selfcorr`` arguments (``extra``: for every fit)."""
-    return run_chain(
-        args.setting,
-        args.out,
-        extra,
-        mode=args.mode,
-        num_strong=args.num_strong,
-        dry_run=args.dry_run,
-        stage_overrides=getattr(args, "stage_overrides", None),
-    )
