@@ -10,9 +10,10 @@ import pytest
 from tests.data.layouts import voc_xml, write_coco, write_voc
 from wseg.data.__main__ import main as data_main
 from wseg.data.check import DataCheckError, check_datamodule, format_checks, require_clean
-from wseg.data.datamodule import WeakSegDataModule, save_class_names
+from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.datasets import COCOSource, VOCSource, voc_xml_classes
 from wseg.data.datasets.common import with_background
+from wseg.data.run_files import save_class_names
 
 pytestmark = pytest.mark.filterwarnings("ignore::wseg.data.datasets.DataWarning")
 

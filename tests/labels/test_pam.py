@@ -8,11 +8,11 @@ import torch
 
 from wseg.data.datasets import make_source
 from wseg.data.records import Sample
+from wseg.data.scribbles import sample_scribble
 from wseg.data.store import PseudoLabelStore
 from wseg.data.subset import SubsetSource
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.transforms import build_eval_transform, transform_sample
-from wseg.data.weak import sample_scribble
 from wseg.labels.generate import generate
 from wseg.labels.pam import (
     PAPER_CRF,

@@ -5,19 +5,21 @@ A dataset reader, weak labels derived from full ones, the F/W split, joint augme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from wseg.data.datamodule_checks import check_datamodule_options
 from wseg.data.dataset import WeakSegDataset
-from wseg.data.datasets import dataset_classes, make_source, resolve_class_names
+from wseg.data.datasets import dataset_classes, make_source
 from wseg.data.datasets.folder import ImageFolderSource
 from wseg.data.loader import default_num_workers, default_pin_memory, make_loader
 from wseg.data.records import SegmentationSource
+from wseg.data.run_files import CLASS_NAMES_FILE, STRONG_SPLIT_NAME, save_class_names
 from wseg.data.sampler import StrongWeakSampler
+from wseg.data.source_options import source_options
 from wseg.data.strong_split import save_split
 from wseg.data.training_set import (
     curated_positions,
@@ -27,28 +29,6 @@ from wseg.data.training_set import (
 )
 from wseg.data.transforms import build_eval_transform, build_train_transform, collate
 from wseg.runs import run_dir
-
-STRONG_SPLIT_NAME = "strong_split.txt"
-CLASS_NAMES_FILE = "class_names.txt"
-
-
-def save_class_names(names: Sequence[str], path: Path) -> None:
-    """Write one class name per line (background first); an existing, different file is an error.
-
-    Raises:
-        ValueError: ``path`` holds other names (the run's classes must not change under it).
-
-    """
-    text = "".join(f"{name}\n" for name in names)
-    if path.is_file():
-        if path.read_text() != text:
-            raise ValueError(
-                f"{path} holds other class names than this run's {list(names)}; the classes of a "
-                "run cannot change (use a new run folder)"
-            )
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 class WeakSegDataModule(L.LightningDataModule):
@@ -165,54 +145,23 @@ class WeakSegDataModule(L.LightningDataModule):
         # ``class_names`` as given ("from_data") is not the resolved list the model saves under
         # the same name, and Lightning refuses to log two different values for one key.
         self.save_hyperparameters(ignore=["class_names"])
-        if dataset not in ("voc", "cityscapes", "coco", "synthetic"):
-            raise ValueError(f"dataset must be voc, cityscapes, coco or synthetic, got {dataset!r}")
-        if num_strong is not None and strong_fraction is not None:
-            raise ValueError(
-                f"set num_strong ({num_strong}) or strong_fraction ({strong_fraction}), not both"
-            )
-        if num_strong is not None and num_strong < 0:
-            raise ValueError(f"num_strong must be >= 0, got {num_strong}")
-        if strong_fraction is not None and not 0.0 <= strong_fraction <= 1.0:
-            raise ValueError(f"strong_fraction must lie in [0, 1], got {strong_fraction}")
-        if crop_size <= 0:
-            raise ValueError(f"crop_size must be positive, got {crop_size}")
-        low, high = scale_range
-        if not 0 < low <= high:
-            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
-        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if num_workers is not None and num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        if scribble_width < 1:
-            raise ValueError(f"scribble_width must be >= 1, got {scribble_width}")
-        if scribbles not in ("none", "dataset", "synthesize"):
-            raise ValueError(f"scribbles must be none, dataset or synthesize, got {scribbles!r}")
-        if scribbles == "dataset" and dataset in ("cityscapes", "coco"):
-            raise ValueError(
-                f"scribbles='dataset' needs scribble files, which the {dataset} layout has "
-                "none of; use scribbles='synthesize'"
-            )
-        if scribbles == "dataset" and dataset == "voc" and scribble_dir is None:
-            raise ValueError("scribbles='dataset' on voc needs scribble_dir (the XML folder)")
-        if curated_scribbles and scribbles == "none":
-            raise ValueError(
-                "curated_scribbles=True needs scribbles ('dataset' or 'synthesize') to curate"
-            )
-        if strong_per_batch is not None:
-            if not 0 <= strong_per_batch <= batch_size:
-                raise ValueError(
-                    f"strong_per_batch={strong_per_batch} must lie in [0, batch_size={batch_size}]"
-                )
-            if strong_only:
-                raise ValueError("strong_per_batch has no effect with strong_only=True; drop one")
-        has_split = num_strong is not None or strong_fraction is not None or strong_split_file
-        if (strong_only or strong_per_batch is not None) and not has_split:
-            raise ValueError(
-                f"strong_only={strong_only}, strong_per_batch={strong_per_batch} need a "
-                "strong/weak split: set num_strong, strong_fraction or strong_split_file"
-            )
+        check_datamodule_options(
+            dataset=dataset,
+            num_strong=num_strong,
+            strong_fraction=strong_fraction,
+            strong_split_file=strong_split_file,
+            strong_only=strong_only,
+            strong_per_batch=strong_per_batch,
+            crop_size=crop_size,
+            scale_range=scale_range,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+            scribbles=scribbles,
+            scribble_dir=scribble_dir,
+            scribble_width=scribble_width,
+            curated_scribbles=curated_scribbles,
+        )
         self.dataset = dataset
         self.root = root
         self.train_split = train_split
@@ -233,6 +182,7 @@ class WeakSegDataModule(L.LightningDataModule):
         self.pseudo_labels = pseudo_labels
         self.skip_missing_pseudo = skip_missing_pseudo
         self.crop_size = crop_size
+        low, high = scale_range
         self.scale_range = (float(low), float(high))
         self.flip = flip
         self.color_jitter = color_jitter
@@ -247,29 +197,21 @@ class WeakSegDataModule(L.LightningDataModule):
             "size": tuple(synthetic_size),
             "seed": synthetic_seed,
         }
-        self.source_options: dict[str, Any] = {}
-        if dataset in ("voc", "synthetic"):
-            reads_scribbles = scribbles == "dataset"
-            self.source_options = {
-                "box_source": box_source,
-                "require_masks": require_masks,
-                "scribble_width": scribble_width,
-                "scribble_dir": scribble_dir if reads_scribbles else None,
-            }
-            if dataset == "voc":
-                self.source_options["mask_dir"] = voc_mask_dir
-            elif reads_scribbles and scribble_dir is None:
-                del self.source_options["scribble_dir"]  # the reader's default for synthetic
-        elif dataset == "cityscapes":
-            self.source_options = {"protocol": cityscapes_protocol}
-        else:
-            self.source_options = {"class_map": coco_class_map}
-            if coco_category_map:
-                self.source_options["category_map"] = dict(coco_category_map)
-        splits = [train_split, val_split, self.test_split, self.predict_split]
-        chosen = resolve_class_names(dataset, root, splits, class_names, coco_category_map)
-        if chosen is not None:
-            self.source_options["classes"] = chosen
+        self.source_options = source_options(
+            dataset=dataset,
+            root=root,
+            splits=[train_split, val_split, self.test_split, self.predict_split],
+            class_names=class_names,
+            voc_mask_dir=voc_mask_dir,
+            box_source=box_source,
+            require_masks=require_masks,
+            cityscapes_protocol=cityscapes_protocol,
+            coco_class_map=coco_class_map,
+            coco_category_map=coco_category_map,
+            scribbles=scribbles,
+            scribble_dir=scribble_dir,
+            scribble_width=scribble_width,
+        )
         self._class_names = dataset_classes(dataset, **self.source_options)
         self.strong_ids: set[str] | None = None
         self.train_dataset: WeakSegDataset | None = None

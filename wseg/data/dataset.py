@@ -26,7 +26,7 @@ class WeakSegDataset(Dataset):
         scribble_width: Stroke width of synthesised scribbles.
         scribble_seed: Global seed of synthesised scribbles (mixed with each image id).
         curated_scribbles: Give every scribbled pixel its class in the full mask
-            (`wseg.data.weak.curate_scribbles`).
+            (`wseg.data.scribbles.curate_scribbles`).
         pseudo_store: A `wseg.data.store.PseudoLabelStore` read for the ``pseudo`` key, or None.
         with_size: Add ``size``, long ``(H, W)`` of the transformed image, so that predictions can
             be cropped back to it after the collate pads the batch (the evaluation datasets).

@@ -11,20 +11,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# The old home of these names, still imported from here (tests, user code).
-from wseg.data.scribbles import sample_scribble
-from wseg.data.strong_split import load_split, make_strong_split
-
 __all__ = [
     "SNAP",
     "box_masks",
     "box_pixel_bounds",
     "image_tags",
-    "load_split",
-    "make_strong_split",
     "paint_order",
     "rect_labels",
-    "sample_scribble",
 ]
 
 SNAP = 1e-3

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from wseg.data.records import IGNORE_INDEX, Sample
+from wseg.data.scribbles import sample_scribble
 from wseg.data.store import PseudoLabelStore
 from wseg.data.transforms import build_eval_transform, transform_sample
-from wseg.data.weak import sample_scribble
 from wseg.labels.generators import LabelGenerator
 from wseg.labels.pam import (
     FEATURES,
@@ -40,8 +40,8 @@ __all__ = ["LocalPAMGenerator", "PFAGenerator"]
 class LocalPAMGenerator(LabelGenerator):
     """Soft local-PAM probabilities of every image of a split (`local_pam` on its scribble).
 
-    Scribbles come from `wseg.data.weak.sample_scribble`, as the datamodule reads them, so that
-    the forests and the networks see the same strokes.
+    Scribbles come from `wseg.data.scribbles.sample_scribble`, as the datamodule reads them, so
+    that the forests and the networks see the same strokes.
 
     Args:
         scribbles: ``dataset`` (the reader's scribbles) or ``synthesize`` (from the masks).

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from wseg.data.weak import load_split
+from wseg.data.strong_split import load_split
 
 FINAL = "final.ckpt"
 METRICS = "metrics.json"
