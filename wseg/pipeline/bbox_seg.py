@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from wseg.constants import EXPERIMENTS
 from wseg.data.store import PseudoLabelStore
 from wseg.labels.generators import CRFGenerator, build_generator
+from wseg.pipeline.settings import load_settings
 from wseg.pipeline.stages import (
     SPLIT_KEYS,
     Stage,
@@ -30,13 +30,7 @@ from wseg.pipeline.stages import (
 COMMAND = "bbox-seg"
 HELP = "Bbox-Seg (Papandreou et al. 2015): CRF-from-boxes store -> fit on it"
 
-SETTINGS: dict[str, Path] = {
-    "demo": EXPERIMENTS / "demo" / "bbox_seg.yaml",
-    "demo_semi": EXPERIMENTS / "demo" / "bbox_seg_semi.yaml",
-    "tiny_coco": EXPERIMENTS / "em" / "bbox_seg_tiny_coco.yaml",
-    "voc": EXPERIMENTS / "em" / "bbox_seg_voc.yaml",
-    "voc_semi": EXPERIMENTS / "em" / "bbox_seg_semi_voc.yaml",
-}
+SETTINGS: dict[str, Path] = load_settings(COMMAND)
 """Each setting's experiment YAML (its data section says which split the store labels)."""
 
 

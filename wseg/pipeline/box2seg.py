@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wseg.constants import EXPERIMENTS
 from wseg.data.store import PseudoLabelStore
+from wseg.pipeline.settings import load_settings
 from wseg.pipeline.stages import (
     SPLIT_KEYS,
     Stage,
@@ -41,16 +41,7 @@ class Setting:
     main: Path
 
 
-SETTINGS: dict[str, Setting] = {
-    "demo": Setting(EXPERIMENTS / "demo/box2seg_pretrain.yaml", EXPERIMENTS / "demo/box2seg.yaml"),
-    "tiny_coco": Setting(
-        EXPERIMENTS / "box2seg/tiny_coco_pretrain.yaml",
-        EXPERIMENTS / "box2seg/tiny_coco_box2seg.yaml",
-    ),
-    "voc": Setting(
-        EXPERIMENTS / "box2seg/voc_pretrain.yaml", EXPERIMENTS / "box2seg/voc_box2seg.yaml"
-    ),
-}
+SETTINGS: dict[str, Setting] = load_settings(COMMAND, Setting)
 
 
 def grabcut_store(

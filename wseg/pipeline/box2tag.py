@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wseg.constants import EXPERIMENTS
+from wseg.pipeline.settings import load_settings
 from wseg.pipeline.stages import (
     FINAL,
     Stage,
@@ -52,23 +52,7 @@ class Setting:
     final_crf: Path
 
 
-SETTINGS: dict[str, Setting] = {
-    "demo": Setting(
-        EXPERIMENTS / "demo/box2tag_single_class.yaml",
-        EXPERIMENTS / "demo/box2tag.yaml",
-        EXPERIMENTS / "demo/box2tag_crf.yaml",
-    ),
-    "tiny_coco": Setting(
-        EXPERIMENTS / "box2tag/tiny_coco_single_class.yaml",
-        EXPERIMENTS / "box2tag/tiny_coco_final.yaml",
-        EXPERIMENTS / "box2tag/tiny_coco_final_crf.yaml",
-    ),
-    "voc": Setting(
-        EXPERIMENTS / "box2tag/voc_single_class.yaml",
-        EXPERIMENTS / "box2tag/voc_final.yaml",
-        EXPERIMENTS / "box2tag/voc_final_crf.yaml",
-    ),
-}
+SETTINGS: dict[str, Setting] = load_settings(COMMAND, Setting)
 
 
 def data_args(config: Path, extra: Sequence[str]) -> dict[str, Any]:

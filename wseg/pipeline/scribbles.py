@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wseg.constants import EXPERIMENTS
 from wseg.data.check import require_clean
 from wseg.data.records import SegmentationSource
 from wseg.data.scribbles import curated_scribble_ids
@@ -35,6 +34,7 @@ from wseg.pipeline.scribble_table import (
     plot_table,
     write_csv,
 )
+from wseg.pipeline.settings import load_settings
 from wseg.pipeline.stages import (
     FINAL,
     SPLIT_KEYS,
@@ -107,21 +107,7 @@ class Setting:
     potts_max_iter: int = 1000
 
 
-_VOC = (
-    EXPERIMENTS / "scribbles" / "voc_full.yaml",
-    EXPERIMENTS / "scribbles" / "voc_weak.yaml",
-    EXPERIMENTS / "scribbles" / "voc_pfa.yaml",
-)
-SETTINGS: dict[str, Setting] = {
-    "demo": Setting(
-        EXPERIMENTS / "demo" / "scribble_full.yaml",
-        EXPERIMENTS / "demo" / "scribble_weak.yaml",
-        EXPERIMENTS / "demo" / "scribble_pfa.yaml",
-        potts_max_iter=200,
-    ),
-    "voc": Setting(*_VOC),
-    "voc_original": Setting(*_VOC, curated=False, rows=("combined_potts", "combined_crf")),
-}
+SETTINGS: dict[str, Setting] = load_settings(COMMAND, Setting)
 
 
 def scribble_args(data: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wseg.constants import EXPERIMENTS
 from wseg.data.strong_split import load_split, make_strong_split, save_split
+from wseg.pipeline.settings import load_settings
 from wseg.pipeline.stages import (
     SPLIT_KEYS,
     Stage,
@@ -41,22 +41,7 @@ class Setting:
     configs: dict[str, Path]
 
 
-def _configs(prefix: str, conv: Path | None = None) -> dict[str, Path]:
-    configs = {
-        role: EXPERIMENTS / f"{prefix}{role}.yaml" for role in ("ancillary", "none", "linear")
-    }
-    configs["conv"] = conv or EXPERIMENTS / f"{prefix}conv.yaml"
-    return configs
-
-
-_VOC = _configs("selfcorr/voc_", EXPERIMENTS / "selfcorr_conv.yaml")
-_CITYSCAPES = _configs("selfcorr/cityscapes_")
-SETTINGS: dict[str, Setting] = {
-    "demo": Setting(40, _configs("demo/selfcorr_")),
-    "tiny_coco": Setting(20, _configs("selfcorr/tiny_coco_")),
-    **{f"voc_f{n}": Setting(n, _VOC) for n in (200, 400, 800, 1464)},
-    **{f"cityscapes_f{n}": Setting(n, _CITYSCAPES) for n in (200, 450, 914)},
-}
+SETTINGS: dict[str, Setting] = load_settings(COMMAND, Setting)
 MODES = {
     "none": ["ancillary", "none"],
     "linear": ["ancillary", "linear"],
