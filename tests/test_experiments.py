@@ -24,15 +24,16 @@ from wseg.labels.generators import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
+SETTINGS_FILE = EXPERIMENTS / "pipelines.yaml"  # not a fit: the table of the chains' settings
 SYNTHETIC = {"num_train": 6, "num_val": 2, "size": (64, 64), "seed": 0}
 
 
 def experiment_files() -> list[Path]:
-    """Every runnable experiment (shared fragments and sweeps excluded)."""
+    """Every runnable experiment (shared fragments, sweeps and the chains' settings excluded)."""
     return sorted(
         path
         for path in EXPERIMENTS.rglob("*.yaml")
-        if "_shared" not in path.parts and "sweeps" not in path.parts
+        if "_shared" not in path.parts and "sweeps" not in path.parts and path != SETTINGS_FILE
     )
 
 
