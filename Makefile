@@ -63,7 +63,7 @@ compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|tiny_co
 	$(PY) -m wseg.compare --data $(DATA) $(if $(ROOT),--root $(ROOT))
 
 bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
-	$(PY) -m benchmarks em_family self_correction box2seg box2tag scribbles
+	$(PY) -m benchmarks em_family self_correction box2seg_ablation box2tag_pseudo_gt scribbles
 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb

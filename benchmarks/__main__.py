@@ -14,7 +14,13 @@ BENCHMARKS = (
     "pseudo_label_quality",
     "box2seg_memory",
 )
-METHOD_TABLES = ("em_family", "self_correction", "box2seg", "box2tag", "scribbles")
+METHOD_TABLES = (
+    "em_family",
+    "self_correction",
+    "box2seg_ablation",
+    "box2tag_pseudo_gt",
+    "scribbles",
+)
 
 
 def main() -> int:

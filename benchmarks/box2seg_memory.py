@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from wseg.losses.box2seg import affinity_loss
+from wseg.losses.box2seg_losses import affinity_loss
 
 
 def peak_rss_bytes() -> int:

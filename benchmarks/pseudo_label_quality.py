@@ -106,9 +106,9 @@ def box2tag_reports(
     sources: list, identities: list, out: Path, steps: int, crop_size: int
 ) -> list[dict]:
     """Train Box2Tag's class networks (T+N) on each source and score its overlap-small store."""
-    from benchmarks.box2tag import VARIANTS, train_class
+    from benchmarks.box2tag_pseudo_gt import VARIANTS, train_class
     from wseg.data.box_crops import scan_crops
-    from wseg.labels.box2tag import generate_box2tag
+    from wseg.labels.box2tag_pseudo_gt import generate_box2tag
 
     reports = []
     for source, identity in zip(sources, identities):

@@ -88,7 +88,7 @@ def test_em_family_benchmark_prints_label_quality_and_every_method(tmp_path) -> 
 
 def test_box2seg_benchmark_prints_each_row_with_its_attention(tmp_path) -> None:
     out = run_benchmark(
-        "box2seg", *TINY, "--steps", "1", "--pretrain-steps", "1",
+        "box2seg_ablation", *TINY, "--steps", "1", "--pretrain-steps", "1",
         "--rows", "grabcut", "box2seg", "--out", str(tmp_path),
     )  # fmt: skip
     percent_after(out, "GrabCut")
@@ -102,7 +102,7 @@ def test_box2seg_benchmark_prints_each_row_with_its_attention(tmp_path) -> None:
 
 def test_box2tag_benchmark_prints_both_tables(tmp_path) -> None:
     out = run_benchmark(
-        "box2tag", "--train-images", "4", "--size", "48", "48", "--crop-size", "32",
+        "box2tag_pseudo_gt", "--train-images", "4", "--size", "48", "48", "--crop-size", "32",
         "--batch-size", "2", "--steps", "1", "--out", str(tmp_path),
     )  # fmt: skip
     # The default weight is the paper's 100 scaled to the crop side: 100 x 32 / 256.

@@ -5,7 +5,7 @@ import torch
 from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
 from lightning.pytorch import Trainer
 
-from wseg.losses.box2seg import (
+from wseg.losses.box2seg_losses import (
     affinity_loss,
     attention_box_loss,
     attention_weighted_loss,

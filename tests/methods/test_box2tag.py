@@ -9,7 +9,7 @@ from fake_batches import NUM_CLASSES, TINY, make_batch, quiet_trainer
 
 from wseg.data.box_crops import BoxCropDataModule
 from wseg.data.synthetic import generate_synthetic
-from wseg.losses.box2tag import (
+from wseg.losses.box2tag_losses import (
     central_prior,
     negative_loss,
     sparse_crf_loss,
@@ -17,7 +17,7 @@ from wseg.losses.box2tag import (
     volumetric_loss,
 )
 from wseg.losses.crf_loss import DenseCRFLoss
-from wseg.losses.em import padding_valid
+from wseg.losses.em_esteps import padding_valid
 from wseg.methods.box2tag import Box2TagFinal, Box2TagSingleClass
 from wseg.postprocess import denormalize
 

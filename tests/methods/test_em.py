@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
 from lightning.pytorch import Trainer
 
-from wseg.losses.em import bbox_em_fixed_estep, em_adapt_estep, em_fixed_estep
+from wseg.losses.em_esteps import bbox_em_fixed_estep, em_adapt_estep, em_fixed_estep
 from wseg.methods import BboxSeg, EMAdapt, EMFixed
 
 

@@ -1,6 +1,6 @@
 """Losses: plain functions and modules, unit-tested on hand-made tensors."""
 
-from wseg.losses.box2seg import (
+from wseg.losses.box2seg_losses import (
     affinity_loss,
     attention_box_loss,
     attention_weighted_loss,
@@ -13,7 +13,7 @@ from wseg.losses.box2seg import (
     predicted_fill_rates,
 )
 from wseg.losses.crf_loss import DenseCRFLoss
-from wseg.losses.em import (
+from wseg.losses.em_esteps import (
     bbox_em_fixed_estep,
     em_adapt_biases,
     em_adapt_estep,

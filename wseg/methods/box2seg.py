@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wseg.data.batch import Batch
-from wseg.losses.box2seg import (
+from wseg.losses.box2seg_losses import (
     affinity_loss,
     attention_box_loss,
     attention_weighted_loss,
@@ -23,7 +23,7 @@ from wseg.losses.box2seg import (
     one_hot_labels,
 )
 from wseg.methods.base import WeakSegMethod
-from wseg.nets.box2seg import Box2SegNet
+from wseg.nets.box2seg_net import Box2SegNet
 from wseg.nets.predict import forward_any_size, predict_probs
 from wseg.nets.pretrained import load_checkpoint_tensors
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.labels.quality import fbeta
-from wseg.losses.box2tag import (
+from wseg.losses.box2tag_losses import (
     central_prior,
     negative_loss,
     sparse_crf_loss,
@@ -24,7 +24,7 @@ from wseg.losses.box2tag import (
     volumetric_loss,
 )
 from wseg.losses.crf_loss import DenseCRFLoss
-from wseg.losses.em import padding_valid
+from wseg.losses.em_esteps import padding_valid
 from wseg.methods.base import WeakSegMethod
 from wseg.methods.em import BboxSeg
 from wseg.nets.pretrained import load_checkpoint_tensors
@@ -54,8 +54,8 @@ class Box2TagSingleClass(WeakSegMethod):
             scale it with the crop (our small-crop YAMLs: 100 x 64 / 256 = 25). Measured on
             tiny_coco's person boxes at 64 px (100 steps): 100 turns the network into a near
             constant (object probability 0.39 everywhere, F-beta 14); 25 gives F-beta 49. On
-            the synthetic boxes at 48 px (``benchmarks.box2tag``), mean per-box F-beta: 100
-            gives 48.3, the scaled 18.75 gives 86.1, and 0 (no CRF term) 82.5.
+            the synthetic boxes at 48 px (``benchmarks.box2tag_pseudo_gt``), mean per-box F-beta:
+            100 gives 48.3, the scaled 18.75 gives 86.1, and 0 (no CRF term) 82.5.
         sigma: Edge scale of the sparse CRF on normalised colours (paper: 0.15).
         lambda_v: Weight of the volumetric loss (paper: 1).
         s_min: Smallest object size relative to the box (Box2Tag: 0.3).

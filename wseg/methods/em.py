@@ -13,7 +13,7 @@ from torch import Tensor
 
 from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
-from wseg.losses.em import bbox_em_fixed_estep, em_adapt_estep, em_fixed_estep, padding_valid
+from wseg.losses.em_esteps import bbox_em_fixed_estep, em_adapt_estep, em_fixed_estep, padding_valid
 from wseg.methods.base import WeakSegMethod
 
 
@@ -154,9 +154,10 @@ class EMAdapt(EMMethod):
 
     E-step: ``y^_m = argmax_l f_m(l) + b_l`` where, per image, absent classes are excluded and the
     biases of the present ones are raised until at least ``rho_bg`` of the image is background and
-    ``rho_fg`` goes to each present foreground class (`wseg.losses.em.em_adapt_biases` documents
-    the algorithm and the order in which classes are adapted). The paper uses it for weak-only
-    training from tags (38.2 val mIoU vs 20.8 for EM-Fixed) and EM-Fixed in the semi setting.
+    ``rho_fg`` goes to each present foreground class (`wseg.losses.em_esteps.em_adapt_biases`
+    documents the algorithm and the order in which classes are adapted). The paper uses it for
+    weak-only training from tags (38.2 val mIoU vs 20.8 for EM-Fixed) and EM-Fixed in the semi
+    setting.
 
     Args:
         fg_portion: ``rho_fg``, minimum share of each present foreground class (paper: 0.2).

@@ -183,7 +183,7 @@ def make_pseudo_gt(
 
     """
     from wseg.data.datamodule import WeakSegDataModule
-    from wseg.labels.box2tag import generate_box2tag
+    from wseg.labels.box2tag_pseudo_gt import generate_box2tag
 
     crops = data_args(setting.single_class, extra)
     final = {k: v for k, v in data_args(setting.final, extra).items() if k != "pseudo_labels"}

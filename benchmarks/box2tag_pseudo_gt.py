@@ -5,7 +5,7 @@ pseudo-GT stores of the three overlap rules and the GrabCut and CRF-from-boxes s
 per-box F-beta (beta^2 = 0.3, mean over classes as in Table 1) and mIoU / void fraction of the
 training split (Table 2), all from one run:
 
-    python -m benchmarks.box2tag [--dataset synthetic|tiny_coco] [--steps 150]
+    python -m benchmarks.box2tag_pseudo_gt [--dataset synthetic|tiny_coco] [--steps 150]
         [--variants tight+neg tight central]
 """
 
@@ -24,7 +24,7 @@ from benchmarks import TINY_COCO, fit_timed
 from wseg.data.box_crops import BoxCropDataModule, scan_crops
 from wseg.data.datasets import make_source
 from wseg.data.synthetic import generate_synthetic
-from wseg.labels.box2tag import RULES, generate_box2tag
+from wseg.labels.box2tag_pseudo_gt import RULES, generate_box2tag
 from wseg.labels.generate import generate
 from wseg.labels.generators import build_generator
 from wseg.labels.quality import evaluate_store

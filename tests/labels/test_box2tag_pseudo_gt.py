@@ -12,7 +12,7 @@ import torch
 from wseg.data.datasets import SYNTHETIC_CLASSES, make_source
 from wseg.data.synthetic import generate_synthetic
 from wseg.data.weak import box_masks, rect_labels
-from wseg.labels.box2tag import BoxSegmenter, assemble_pseudo_gt, generate_box2tag
+from wseg.labels.box2tag_pseudo_gt import BoxSegmenter, assemble_pseudo_gt, generate_box2tag
 from wseg.methods.box2tag import Box2TagSingleClass
 
 TINY = {

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from wseg.losses.em import (
+from wseg.losses.em_esteps import (
     TIE_MARGIN,
     bbox_em_fixed_estep,
     em_adapt_biases,

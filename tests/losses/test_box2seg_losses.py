@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from wseg.losses.box2seg import (
+from wseg.losses.box2seg_losses import (
     affinity_loss,
     attention_box_loss,
     attention_weighted_loss,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from wseg.losses.box2tag import (
+from wseg.losses.box2tag_losses import (
     central_prior,
     negative_loss,
     object_sizes,

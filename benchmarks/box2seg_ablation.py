@@ -6,7 +6,8 @@ the same number of SGD steps: Box, GrabCut, Affinity, AW-box, AW-fr, Box2Seg. Th
 GrabCut above Box and every added term at or above the previous row; the table says where not.
 Each row also prints its final training loss terms and the mean attention inside the boxes.
 
-Run: ``python -m benchmarks.box2seg [--data synthetic|tiny_coco] [--steps 120] [--rows ...]``;
+Run: ``python -m benchmarks.box2seg_ablation [--data synthetic|tiny_coco] [--steps 120]
+[--rows ...]``;
 tiny_coco (50 train2017 / 50 val2017 real photos, COCO -> VOC classes) is read in place.
 """
 
@@ -32,7 +33,7 @@ from wseg.data.datamodule import WeakSegDataModule
 from wseg.labels.generate import generate
 from wseg.labels.generators import build_generator
 from wseg.labels.quality import evaluate_store
-from wseg.losses.box2seg import one_hot_labels
+from wseg.losses.box2seg_losses import one_hot_labels
 from wseg.methods import Box2Seg
 from wseg.methods.box2seg import resize_labels
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wseg.nets import build_segmenter
-from wseg.nets.box2seg import Box2SegNet
+from wseg.nets.box2seg_net import Box2SegNet
 
 ENCODER = "tu-mobilenetv3_small_050"
 NUM_CLASSES = 4
