@@ -1,4 +1,4 @@
-"""Hand-made batches in the layout of DESIGN section 3, and a tiny loader around them."""
+"""Hand-made batches with the keys of `wseg.data.batch.Batch`, and a tiny loader around them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The pseudo-label store: one file per image id plus a manifest naming the config that made them.
 
-A changed config hashes to a new directory, so labels of two configurations never mix (DESIGN 5).
+A changed config hashes to a new directory, so labels of two configurations never mix (README:
+"The pseudo-label store").
 """
 
 from __future__ import annotations
