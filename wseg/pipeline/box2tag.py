@@ -221,6 +221,13 @@ def make_pseudo_gt(
     return {rule: store.path for rule, store in stores.items()}
 
 
+def chosen_rules(rule: str) -> tuple[str, ...]:
+    """The overlap rules ``rule`` stands for (``all``: all three)."""
+    if rule not in RULE_CHOICES:
+        raise ValueError(f"rule must be one of {list(RULE_CHOICES)}, got {rule!r}")
+    return RULE_CHOICES[:3] if rule == "all" else (rule,)
+
+
 def fit_stages(setting: str, rule: str = "overlap-void") -> list[Stage]:
     """The fits of ``setting`` and ``rule``: ``classes`` stands for every class network's fit.
 
@@ -228,8 +235,8 @@ def fit_stages(setting: str, rule: str = "overlap-void") -> list[Stage]:
     stage>.KEY=VALUE`` one final fit; the class list itself needs the data, so it is not listed.
     """
     chosen = setting_named(SETTINGS, setting, COMMAND)
-    rules = RULE_CHOICES[:3] if rule == "all" else (rule,)
-    finals = [stage for name in rules for stage in final_stages(chosen, name, Path("<store>"))]
+    store = Path("<store>")  # set when made
+    finals = [stage for name in chosen_rules(rule) for stage in final_stages(chosen, name, store)]
     return [Stage(CLASSES, chosen.single_class, split=None), *finals]
 
 
@@ -267,8 +274,7 @@ def run_chain(
         The final metrics of each finished fit.
 
     """
-    if rule not in RULE_CHOICES:
-        raise ValueError(f"rule must be one of {list(RULE_CHOICES)}, got {rule!r}")
+    rules = chosen_rules(rule)
     chain = setting_named(SETTINGS, setting, COMMAND)
     out = Path(out) / setting
     counts = count_boxes(chain, overrides, out)
@@ -299,7 +305,6 @@ def run_chain(
     checkpoints = {
         name: Path(results[class_folder(name)]["stage_dir"]) / FINAL for name in trainable
     }
-    rules = RULE_CHOICES[:3] if rule == "all" else (rule,)
     stores = make_pseudo_gt(chain, checkpoints, rules, overrides, out, device)
     if stop_after == "pseudo":
         return results

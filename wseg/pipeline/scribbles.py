@@ -317,21 +317,21 @@ def run_chain(
         for name in rows
     }
     table = gap_table(full, weak, results)
-    write_table(table, out, setting, weak_config if wandb else None)
+    write_table(table, out, setting)
+    if wandb:  # offline, into the project of the WA fit's logger
+        logger = weak_config.get("trainer", {}).get("logger", {})
+        project = logger.get("init_args", {}).get("project", "wseg")
+        log_wandb(table, out / "table.png", project, f"scribbles_{setting}_table", out)
     return table
 
 
-def write_table(
-    table: list[dict[str, Any]], out: Path, setting: str, wandb_config: dict | None = None
-) -> None:
+def write_table(table: list[dict[str, Any]], out: Path, setting: str) -> None:
     """Write ``table.md`` (with the key findings), ``table.csv`` and ``table.png``; print the first.
 
     Args:
         table: The rows of `gap_table`.
         out: The setting's folder.
-        setting: The setting's name (plot title, W&B run name).
-        wandb_config: The WA fit's config, whose logger's project the table is logged to (offline);
-            None: no W&B.
+        setting: The setting's name (the plot's title).
 
     """
     markdown = format_markdown(table) + "".join(f"\n- {line}" for line in key_findings(table))
@@ -340,7 +340,3 @@ def write_table(
     markers = {row.label: row.marker for row in ROWS.values()}
     plot_table(table, out / "table.png", f"scribble gap study ({setting})", markers)
     print(markdown + "\n", flush=True)
-    if wandb_config is not None:
-        logger = wandb_config.get("trainer", {}).get("logger", {})
-        project = logger.get("init_args", {}).get("project", "wseg")
-        log_wandb(table, out / "table.png", project, f"scribbles_{setting}_table", out)
