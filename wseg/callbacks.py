@@ -1,7 +1,8 @@
-"""Callbacks: validation overlays (W&B panels, PNG files), palette-PNG predictions, W&B run.
+"""Callbacks: validation overlays (W&B panels, PNG files), palette-PNG predictions, W&B run, NaNs.
 
 The prediction writer writes one palette PNG per image id; config saving also reaches W&B, with
-the hyperparameters beside the resolved config and the best validation score in the summary.
+the hyperparameters beside the resolved config and the best validation score in the summary; the
+non-finite guard stops (or skips the batch of) a fit whose loss or gradients are not finite.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
@@ -358,3 +361,211 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
             flat |= _flatten(value, f"{prefix}{key}/")
         return flat
     return {prefix.rstrip("/"): tree}
+
+
+class NonFiniteError(RuntimeError):
+    """A fit met a loss, gradient or weight that is not finite (the message says where, why)."""
+
+
+def _is_power_of_ten(count: int) -> bool:
+    return count > 0 and str(count).rstrip("0") == "1"
+
+
+def _format_term(name: str, value: Any) -> str:
+    return f"{name}={float(value):.4g}"
+
+
+def _non_finite_tensors(tensors: Mapping[str, Tensor | None]) -> list[str]:
+    """Names of the floating-point tensors of ``tensors`` that hold a NaN or an infinity."""
+    named = [(n, t) for n, t in tensors.items() if t is not None and t.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    return [name for (name, _), ok in zip(named, finite) if not ok]
+
+
+class NonFiniteGuard(Callback):
+    """Stop a fit (or skip the batch) when the loss or the gradients are not finite.
+
+    Checked before every optimiser step, so a non-finite loss never reaches the weights, and the
+    normalisation statistics (buffers) that the batch's forward pass changed are restored. With
+    ``action="stop"`` the fit ends with `NonFiniteError`, naming the global step, the batch's image
+    ids, the logged ``train/`` terms that are not finite (`WeakSegMethod.step_terms`), the
+    learning rate and the precision. With ``action="skip"`` the batch's gradients are dropped
+    (the step still counts in ``global_step``), with a counted warning, ``train/skipped_batches``
+    in the logs and a summary when the fit ends. Under fp16 mixed precision, overflowing gradients
+    are the gradient scaler's business (it skips the step and lowers its scale); only the loss and
+    the statistics are checked then. Whatever the action, a checkpoint whose weights are not all
+    finite is never written: saving it raises `NonFiniteError`.
+
+    Args:
+        action: ``stop`` the fit (default) or ``skip`` the batch.
+
+    """
+
+    def __init__(self, action: Literal["stop", "skip"] = "stop") -> None:
+        if action not in ("stop", "skip"):
+            raise ValueError(f"nonfinite.action must be 'stop' or 'skip', got {action!r}")
+        self.action = action
+        self.skipped = 0
+        self.skipped_steps: list[int] = []
+        self._loss: Tensor | None = None
+        self._ids: list[str] = []
+        self._buffers: dict[str, Tensor] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The skip count, kept across a resumed fit."""
+        return {"skipped": self.skipped, "skipped_steps": list(self.skipped_steps)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the skip count of a resumed fit."""
+        self.skipped = int(state_dict.get("skipped", 0))
+        self.skipped_steps = list(state_dict.get("skipped_steps", []))
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Note the batch's ids; keep the buffers the forward pass may change (a few kB)."""
+        self._loss = None
+        self._ids = (
+            [str(i) for i in batch["id"]] if isinstance(batch, dict) and "id" in batch else []
+        )
+        self._buffers = {n: b.detach().clone() for n, b in pl_module.named_buffers()}
+
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: Tensor
+    ) -> None:
+        """Keep the loss the gradients come from."""
+        self._loss = loss.detach()
+
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """Stop, or drop this step, if the loss or (without a gradient scaler) a gradient is bad."""
+        loss_bad = self._loss is not None and not bool(torch.isfinite(self._loss).all())
+        gradients: list[str] = []
+        total = 0
+        if getattr(trainer.precision_plugin, "scaler", None) is None:
+            grads = {n: p.grad for n, p in pl_module.named_parameters()}
+            gradients = _non_finite_tensors(grads)
+            total = sum(g is not None for g in grads.values())
+        buffers = _non_finite_tensors(dict(pl_module.named_buffers()))
+        bad = loss_bad or bool(gradients) or bool(buffers)
+        # One decision for every DDP rank: a rank stopping alone would leave the others waiting.
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
+            return
+        with torch.no_grad():
+            for name, buffer in pl_module.named_buffers():
+                if name in self._buffers:
+                    buffer.copy_(self._buffers[name])
+        if self.action == "stop":
+            raise NonFiniteError(
+                self._describe(trainer, pl_module, optimizer, gradients, total, buffers)
+            )
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.grad = None
+        self.skipped += 1
+        self.skipped_steps.append(trainer.global_step)
+        if _is_power_of_ten(self.skipped):
+            warnings.warn(
+                f"skipped {self.skipped} training batch{'es' if self.skipped > 1 else ''} with a "
+                f"non-finite loss or gradients so far (this one at global step "
+                f"{trainer.global_step}, images {', '.join(self._ids) or '?'})",
+                stacklevel=2,
+            )
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Log ``train/skipped_batches`` (skip mode)."""
+        if self.action == "skip":
+            pl_module.log("train/skipped_batches", float(self.skipped), batch_size=1)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Summarise the skipped batches of the fit."""
+        if self.skipped:
+            steps = ", ".join(str(s) for s in self.skipped_steps[:10])
+            more = ", ..." if len(self.skipped_steps) > 10 else ""
+            warnings.warn(
+                f"the fit skipped {self.skipped} of {trainer.global_step} training "
+                f"batches for a non-finite loss or gradients (global steps {steps}{more})",
+                stacklevel=2,
+            )
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Refuse to write a checkpoint whose weights are not all finite."""
+        state = checkpoint.get("state_dict", {})
+        bad = _non_finite_tensors(state)
+        if bad:
+            raise NonFiniteError(
+                f"not saving a checkpoint at global step {trainer.global_step}: {len(bad)} of "
+                f"{len(state)} weight tensors are not finite ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}). " + _causes(trainer)
+            )
+
+    def _describe(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        optimizer: torch.optim.Optimizer,
+        gradients: list[str],
+        total: int,
+        buffers: list[str],
+    ) -> str:
+        terms = dict(getattr(pl_module, "step_terms", {}) or {})
+        if not terms and self._loss is not None:
+            terms = {"loss": self._loss}
+        scalars = {
+            name: value
+            for name, value in terms.items()
+            if not isinstance(value, Tensor) or value.numel() == 1
+        }
+        bad = [_format_term(n, v) for n, v in scalars.items() if not math.isfinite(float(v))]
+        good = [_format_term(n, v) for n, v in scalars.items() if math.isfinite(float(v))]
+        step = trainer.global_step
+        where = f"global step {step} (epoch {trainer.current_epoch}"
+        where += f", images {', '.join(self._ids)})" if self._ids else ")"
+        lines = [f"non-finite training loss, gradients or statistics at {where}:"]
+        if bad:
+            lines.append(f"  loss terms not finite: {', '.join(bad)}")
+        else:
+            lines.append("  every logged loss term is finite")
+        if good:
+            lines.append(f"  finite: {', '.join(good)}")
+        if gradients:
+            names = ", ".join(gradients[:3]) + (", ..." if len(gradients) > 3 else "")
+            lines.append(f"  {len(gradients)} of {total} gradient tensors not finite ({names})")
+        if buffers:
+            names = ", ".join(buffers[:3]) + (", ..." if len(buffers) > 3 else "")
+            lines.append(
+                f"  {len(buffers)} normalisation statistics (buffers) not finite after the forward "
+                f"pass ({names})"
+            )
+        lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+        lines.append(
+            "  the weights were not updated with them (the statistics were restored) and no "
+            "checkpoint holds them. " + _causes(trainer, lr)
+        )
+        lines.append(
+            "  To skip such batches with a counted warning instead: --nonfinite.action skip"
+        )
+        return "\n".join(lines)
+
+
+def _causes(trainer: Trainer, lr: float | None = None) -> str:
+    """The usual causes of a non-finite loss, with this fit's learning rate and precision."""
+    if lr is None and trainer.optimizers and trainer.optimizers[0].param_groups:
+        lr = trainer.optimizers[0].param_groups[0].get("lr")
+    precision = str(trainer.precision)
+    if precision.startswith("16"):
+        overflow = f"an fp16 overflow (precision={precision}; try bf16-mixed or 32-true)"
+    else:
+        overflow = f"with precision={precision} rarely an overflow"
+    return (
+        f"Usual causes: a learning rate too high (lr={'?' if lr is None else f'{lr:g}'} now; try "
+        f"10x lower), {overflow}, or a loss term dividing by zero or taking log(0) on these "
+        "images (check their labels)."
+    )

@@ -15,7 +15,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 import wseg.data  # noqa: F401  (registers the datamodule for short class names)
 import wseg.methods  # noqa: F401  (registers every method for short class names)
-from wseg.callbacks import PredictionWriter, RunConfigCallback
+from wseg.callbacks import NonFiniteGuard, PredictionWriter, RunConfigCallback
 from wseg.methods import WeakSegMethod
 
 
@@ -23,7 +23,11 @@ class WSegCLI(LightningCLI):
     """LightningCLI with the data-to-model links and the prediction writer of wseg."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Link ``num_classes`` and ``class_names`` from the datamodule; add the PNG writer."""
+        """Link ``num_classes`` and ``class_names`` from the datamodule; add wseg's callbacks.
+
+        Every config gets the PNG writer (``prediction_writer``) and the non-finite guard
+        (``nonfinite``: ``--nonfinite.action stop|skip``), without a line in its YAML.
+        """
         parser.link_arguments(
             "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
         )
@@ -31,6 +35,7 @@ class WSegCLI(LightningCLI):
             "data.class_names", "model.init_args.class_names", apply_on="instantiate"
         )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
         parser.add_argument(
             "--check_data",
             type=bool,

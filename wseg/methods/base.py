@@ -74,6 +74,7 @@ class WeakSegMethod(LightningModule):
         num_log_images: int = 4,
     ) -> None:
         super().__init__()
+        self.step_terms: dict[str, Any] = {}
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class_names for num_classes={num_classes}")
         self.save_hyperparameters()
@@ -131,8 +132,19 @@ class WeakSegMethod(LightningModule):
         """Return the method's training loss on a batch (a `wseg.data.batch.Batch`)."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss")
 
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """`LightningModule.log`; in training, a ``train/`` value is also kept in `step_terms`.
+
+        `step_terms` holds the terms logged by this training step (reset at its start), so that
+        `wseg.callbacks.NonFiniteGuard` can name the ones that went non-finite.
+        """
+        if self.training and name.startswith("train/"):
+            self.step_terms[name] = value.detach() if isinstance(value, Tensor) else value
+        super().log(name, value, *args, **kwargs)
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Compute and log ``train/loss``."""
+        self.step_terms = {}
         loss = self.compute_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
