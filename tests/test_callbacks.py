@@ -154,9 +154,11 @@ def test_overlays_show_every_n_epochs_and_the_last_validation_of_a_step_limited_
     trainer.fit(tiny_model(log_images_every_n_epochs=0), datamodule=Memory([(24, 24)] * 4, 1))
     assert trainer.global_step == 7  # three full epochs of 2 steps, one step into the fourth
     # epoch 0 is on the grid of 5, epoch 1 is not, epoch 2 is the fit's last validation
-    folders = sorted(path.name for path in (tmp_path / "overlays").iterdir())
+    # no logger: the run's own folder under default_root_dir, not default_root_dir itself
+    overlays_dir = tmp_path / "runs" / "run_0" / "overlays"
+    folders = sorted(path.name for path in overlays_dir.iterdir())
     assert folders == ["epoch_000", "epoch_002"]
-    (png,) = (tmp_path / "overlays" / "epoch_002").glob("*.png")
+    (png,) = (overlays_dir / "epoch_002").glob("*.png")
     with Image.open(png) as image:
         assert image.size[1] == 24
 

@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from wseg.data.records import IGNORE_INDEX, voc_palette
-from wseg.runs import local_run_dir, run_dir
+from wseg.runs import local_run_dir, run_dir, use_run_dir_for_checkpoints
 from wseg.visualize import panel, to_uint8_image
 
 
@@ -90,9 +90,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Resolve the output folder on every process (`run_dir` is a collective)."""
-        folder = run_dir(trainer)
         if self.output_dir is None:
-            self.folder = folder / "predictions"
+            self.folder = run_dir(trainer) / "predictions"
 
     def write_on_batch_end(
         self,
@@ -300,6 +299,12 @@ class RunConfigCallback(SaveConfigCallback):
         kwargs["save_to_log_dir"] = False  # `save_config` writes to the run's folder instead
         super().__init__(*args, **kwargs)
         self._best: dict[str, float] = {}
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Put a logger-less fit's checkpoints in its run folder, then save the config."""
+        if stage == TrainerFn.FITTING:
+            use_run_dir_for_checkpoints(trainer)
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write ``config.yaml`` to the run's folder (fit only) and push it to W&B (rank 0).

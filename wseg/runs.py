@@ -4,6 +4,12 @@
 the logger's ``save_dir``, shared by every run saved there: one run's config, overlays, predictions
 and split list would silently replace another's. `run_dir` gives each W&B run its own folder,
 ``<save_dir>/<project>/<run id>/``, the one Lightning puts its checkpoints in.
+
+A fit without a logger (``--trainer.logger false``, or ``fast_dev_run``, which turns the logger
+off) has no such folder; Lightning would use ``default_root_dir``, by default the working
+directory, where the next run's files would meet this one's. Such a run gets a new folder of its
+own, ``<default_root_dir>/runs/run_<n>/`` (the first free ``n``), chosen once per trainer;
+`use_run_dir_for_checkpoints` puts its checkpoints there too.
 """
 
 from __future__ import annotations
@@ -12,6 +18,28 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import WandbLogger
+
+UNLOGGED_RUNS = "runs"
+"""Folder under ``default_root_dir`` of the runs without a logger."""
+
+
+def _unlogged_run_dir(trainer: Trainer) -> Path:
+    """A new ``run_<n>`` folder under ``<default_root_dir>/runs``, created (claimed) once."""
+    chosen = getattr(trainer, "_wseg_run_dir", None)
+    if chosen is not None:
+        return chosen
+    parent = Path(trainer.default_root_dir) / UNLOGGED_RUNS
+    parent.mkdir(parents=True, exist_ok=True)
+    index = 0
+    while True:
+        folder = parent / f"run_{index}"
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            index += 1
+    trainer._wseg_run_dir = folder  # type: ignore[attr-defined]
+    return folder
 
 
 def local_run_dir(trainer: Trainer) -> Path:
@@ -22,10 +50,25 @@ def local_run_dir(trainer: Trainer) -> Path:
         return root / str(logger.name) / str(logger.version)
     if logger is not None and getattr(logger, "log_dir", None):
         return Path(logger.log_dir)
-    return Path(trainer.default_root_dir)
+    return _unlogged_run_dir(trainer)
 
 
 def run_dir(trainer: Trainer) -> Path:
     """This run's folder, the same on every process: a collective, call it on every DDP rank."""
     path = str(local_run_dir(trainer)) if trainer.is_global_zero else None
     return Path(trainer.strategy.broadcast(path, src=0))
+
+
+def use_run_dir_for_checkpoints(trainer: Trainer) -> None:
+    """Without a logger, save checkpoints in the run's folder (not ``default_root_dir``).
+
+    Call it on every rank before the checkpoint callbacks' ``setup`` (Lightning runs those last);
+    a ``ModelCheckpoint`` given its own ``dirpath`` keeps it.
+    """
+    logger = trainer.logger
+    if isinstance(logger, WandbLogger) or (logger is not None and getattr(logger, "log_dir", None)):
+        return
+    folder = run_dir(trainer) / "checkpoints"
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "dirpath", "") is None:
+            callback.dirpath = str(folder)
