@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from tests.data.layouts import write_cityscapes, write_png
+from wseg.data.datamodule import WeakSegDataModule
 from wseg.data.datasets import CityscapesSource, DataWarning, dataset_classes, make_source
 from wseg.data.datasets.cityscapes import CITYSCAPES_OBJECTS11_CLASSES, label_lut
 from wseg.data.datasets.common import tight_boxes
@@ -78,6 +79,13 @@ def test_instances_from_instance_ids_and_components(tmp_path):
     np.testing.assert_array_equal(sample.labels, [1, 1, 3, 6, 6])
     nineteen = CityscapesSource(tmp_path, protocol="19").load(0)
     np.testing.assert_array_equal(nineteen.labels, [5, 5, 5, 7, 13, 13])
+    # The datamodule passes its cityscapes_min_component_pixels on to the reader.
+    datamodule = WeakSegDataModule(
+        dataset="cityscapes", root=str(tmp_path), cityscapes_min_component_pixels=2
+    )
+    with pytest.warns(DataWarning, match="1 components below min_component_pixels"):
+        sample = datamodule.make_source("train").load(0)
+    np.testing.assert_array_equal(sample.labels, [1, 1, 3, 6, 6])
 
 
 def test_synthetic_cityscapes_layout(synthetic_root):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from tests.data.fixtures_datamodule import CLASSES, make_sample
+from wseg.data.records import Sample
 from wseg.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -16,10 +17,13 @@ from wseg.data.weak import box_pixel_bounds, rect_labels
 C = len(CLASSES)
 
 
+@pytest.mark.parametrize("object_crop_p", [0.0, 1.0])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("crop_size", [32, 100])
-def test_boxes_still_bound_their_objects_after_scale_crop_flip(seed, crop_size):
-    transform = build_train_transform(crop_size=crop_size, scale_range=(0.5, 2.0), flip=True)
+def test_boxes_still_bound_their_objects_after_scale_crop_flip(seed, crop_size, object_crop_p):
+    transform = build_train_transform(
+        crop_size=crop_size, scale_range=(0.5, 2.0), flip=True, object_crop_p=object_crop_p
+    )
     transform.set_random_seed(seed)
     sample = make_sample("a", seed=seed)
     out = transform_sample(transform, sample, C, keep_instance_masks=True)
@@ -178,6 +182,7 @@ def test_size_mismatch_names_the_sample():
         ({"crop_size": 0}, "crop_size"),
         ({"scale_range": (2.0, 1.0)}, "scale_range"),
         ({"color_jitter": -0.1}, "color_jitter"),
+        ({"object_crop_p": 1.5}, "object_p"),
     ],
 )
 def test_bad_transform_config(kwargs, match):
@@ -212,3 +217,45 @@ def test_collate_rejects_mixed_keys():
     )
     with pytest.raises(ValueError, match="x and y carry different keys"):
         collate([first, second])
+
+
+def _one_rare_object_scene() -> Sample:
+    """200 x 200: nine class-1 boxes along the left edge, one 6-px class-2 box at the right."""
+    mask = np.zeros((200, 200), np.uint8)
+    boxes, labels = [], []
+    for k in range(9):
+        boxes.append((2, 5 + 21 * k, 22, 20 + 21 * k))
+        labels.append(1)
+    boxes.append((180, 150, 186, 156))
+    labels.append(2)
+    for (x1, y1, x2, y2), label in zip(boxes, labels):
+        mask[y1:y2, x1:x2] = label
+    image = np.zeros((200, 200, 3), np.uint8)
+    return Sample("rare", image, mask, np.asarray(boxes, np.float32), np.asarray(labels))
+
+
+def _rare_class_share(object_crop_p: float, draws: int = 200) -> float:
+    transform = build_train_transform(32, (1.0, 1.0), flip=False, object_crop_p=object_crop_p)
+    transform.set_random_seed(0)
+    sample = _one_rare_object_scene()
+    hits = 0
+    for _ in range(draws):
+        out = transform_sample(transform, sample, C)
+        hits += bool((out["mask"] == 2).any())
+    return hits / draws
+
+
+def test_object_crops_find_the_rare_class_that_uniform_crops_miss():
+    # Class-balanced: half the object crops pick class 2 and hold its centre (so some of it);
+    # a uniform 32-px crop of 200 px meets the 6-px box about (32 + 6)^2 / 169^2 = 5% of the time.
+    assert _rare_class_share(1.0) >= 0.4
+    assert _rare_class_share(0.0) <= 0.15
+
+
+def test_object_crop_holds_the_centre_of_a_box():
+    transform = build_train_transform(32, (1.0, 1.0), flip=False, object_crop_p=1.0)
+    transform.set_random_seed(1)
+    sample = _one_rare_object_scene()
+    for _ in range(50):
+        out = transform_sample(transform, sample, C)
+        assert (out["mask"] > 0).any()  # every crop holds (the centre of) some object

@@ -60,6 +60,8 @@ class WeakSegDataModule(L.LightningDataModule):
         box_source: VOC: boxes from ``auto``, ``instances`` (SegmentationObject) or ``xml``.
         require_masks: VOC: fail on an image without a class mask (False: detection-only images).
         cityscapes_protocol: Cityscapes: ``objects11`` (self-correction paper) or ``19`` classes.
+        cityscapes_min_component_pixels: Cityscapes: smallest connected component of pole,
+            traffic light or sign pixels that becomes a box (1: every fragment; CamVid: 20).
         coco_class_map: COCO: ``voc`` (20 VOC classes) or ``coco`` (80 classes).
         class_names: Your own classes (VOC XMLs, COCO JSON): a list of names (``background`` is
             class 0, added if missing), or ``from_data``: VOC, the sorted object names of the
@@ -86,6 +88,9 @@ class WeakSegDataModule(L.LightningDataModule):
         scale_range: Range of the random training scale (DeepLab's 0.5-2.0 by default).
         flip: Random horizontal flips in training.
         color_jitter: Colour jitter strength in training (0: none, as in the papers).
+        object_crop_p: Share of training crops centred on an object, drawn class-balanced from
+            the image's boxes (foreground oversampling of small, rare classes; 0: uniform crops,
+            as in the papers).
         batch_size: Training batch size (per device).
         val_batch_size: Validation/test/predict batch size (per device).
         num_workers: DataLoader worker processes; None uses min(4, CPU count).
@@ -111,6 +116,7 @@ class WeakSegDataModule(L.LightningDataModule):
         box_source: Literal["auto", "instances", "xml"] = "auto",
         require_masks: bool = True,
         cityscapes_protocol: Literal["objects11", "19"] = "objects11",
+        cityscapes_min_component_pixels: int = 1,
         coco_class_map: Literal["voc", "coco"] = "voc",
         class_names: list[str] | Literal["from_data"] | None = None,
         coco_category_map: dict[str, str] | None = None,
@@ -131,6 +137,7 @@ class WeakSegDataModule(L.LightningDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         flip: bool = True,
         color_jitter: float = 0.0,
+        object_crop_p: float = 0.0,
         batch_size: int = 8,
         val_batch_size: int = 1,
         num_workers: int | None = None,
@@ -154,6 +161,7 @@ class WeakSegDataModule(L.LightningDataModule):
             strong_per_batch=strong_per_batch,
             crop_size=crop_size,
             scale_range=scale_range,
+            object_crop_p=object_crop_p,
             batch_size=batch_size,
             val_batch_size=val_batch_size,
             num_workers=num_workers,
@@ -186,6 +194,7 @@ class WeakSegDataModule(L.LightningDataModule):
         self.scale_range = (float(low), float(high))
         self.flip = flip
         self.color_jitter = color_jitter
+        self.object_crop_p = object_crop_p
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = default_num_workers(num_workers)
@@ -206,6 +215,7 @@ class WeakSegDataModule(L.LightningDataModule):
             box_source=box_source,
             require_masks=require_masks,
             cityscapes_protocol=cityscapes_protocol,
+            cityscapes_min_component_pixels=cityscapes_min_component_pixels,
             coco_class_map=coco_class_map,
             coco_category_map=coco_category_map,
             scribbles=scribbles,
@@ -315,7 +325,7 @@ class WeakSegDataModule(L.LightningDataModule):
             store = open_pseudo_store(self.pseudo_labels, self.class_names)
             positions = pseudo_positions(store, ids, positions, self.skip_missing_pseudo)
         transform = build_train_transform(
-            self.crop_size, self.scale_range, self.flip, self.color_jitter
+            self.crop_size, self.scale_range, self.flip, self.color_jitter, self.object_crop_p
         )
         return WeakSegDataset(
             source,

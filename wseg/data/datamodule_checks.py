@@ -16,6 +16,7 @@ def check_datamodule_options(
     strong_per_batch: int | None,
     crop_size: int,
     scale_range: tuple[float, float],
+    object_crop_p: float,
     batch_size: int,
     val_batch_size: int,
     num_workers: int | None,
@@ -35,6 +36,7 @@ def check_datamodule_options(
         strong_per_batch: Fixed number of F images in every training batch, or None.
         crop_size: Side of the square training crop.
         scale_range: ``(low, high)`` of the random training scale.
+        object_crop_p: Share of object-centred training crops.
         batch_size: Training batch size.
         val_batch_size: Validation/test/predict batch size.
         num_workers: DataLoader worker processes, or None.
@@ -62,6 +64,8 @@ def check_datamodule_options(
     low, high = scale_range
     if not 0 < low <= high:
         raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+    if not 0.0 <= object_crop_p <= 1.0:
+        raise ValueError(f"object_crop_p must be in [0, 1], got {object_crop_p}")
     for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")

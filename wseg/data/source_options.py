@@ -26,6 +26,7 @@ def source_options(
     scribbles: str,
     scribble_dir: str | None,
     scribble_width: int,
+    cityscapes_min_component_pixels: int = 1,
 ) -> dict[str, Any]:
     """Assemble the keyword options of one dataset layout's reader (all but root and split).
 
@@ -45,6 +46,8 @@ def source_options(
         scribble_dir: VOC and synthetic: folder of scribble XMLs under root; None on synthetic
             keeps the reader's default.
         scribble_width: Stroke width in pixels of read scribbles.
+        cityscapes_min_component_pixels: Cityscapes: smallest pole / traffic light / sign
+            component that becomes a box.
 
     Returns:
         The options, with ``classes`` when ``class_names`` resolves to a list.
@@ -65,6 +68,8 @@ def source_options(
             del options["scribble_dir"]  # the reader's default for synthetic
     elif dataset == "cityscapes":
         options = {"protocol": cityscapes_protocol}
+        if cityscapes_min_component_pixels != 1:  # the reader's default: options stay as before
+            options["min_component_pixels"] = cityscapes_min_component_pixels
     else:
         options = {"class_map": coco_class_map}
         if coco_category_map:
