@@ -159,3 +159,48 @@ def test_tiny_coco_real_photos(split):
             assert (sample.mask[instance & ~smaller] == label).all()
         total += len(sample.boxes)
     assert total > 50
+
+
+def rewrite(coco_root, change) -> None:
+    """Apply ``change`` to the annotations of split ``s``."""
+    path = coco_root / "annotations" / "instances_s.json"
+    data = json.loads(path.read_text())
+    change(data["annotations"])
+    path.write_text(json.dumps(data))
+
+
+def test_annotation_of_an_unknown_image_is_an_error_naming_file_id_and_field(coco_root):
+    rewrite(coco_root, lambda annotations: annotations[5].update(image_id=999))
+    with pytest.raises(ValueError) as error:
+        COCOSource(coco_root, "s")
+    message = str(error.value)
+    assert "instances_s.json: 1 malformed annotation" in message
+    assert "annotation id 6, field 'image_id': 999 is not the id of an entry of 'images'" in message
+
+
+@pytest.mark.parametrize(
+    "bbox, shown",
+    [([1, 2, 3], "[1, 2, 3]"), (None, "null"), ("a", '"a"'), ([1, 2, "a", 4], '[1, 2, "a", 4]')],
+)
+def test_malformed_bbox_is_an_error_naming_file_id_and_field(coco_root, bbox, shown):
+    rewrite(coco_root, lambda annotations: annotations[6].update(bbox=bbox))
+    with pytest.raises(ValueError) as error:
+        COCOSource(coco_root, "s")
+    assert "instances_s.json: 1 malformed annotation" in str(error.value)
+    assert f"annotation id 7, field 'bbox': {shown} is not four finite numbers" in str(error.value)
+
+
+def test_every_malformed_annotation_is_listed_or_skipped_with_a_counted_warning(coco_root):
+    def break_three(annotations):
+        annotations[5]["bbox"] = [1, 2, 3]
+        annotations[6]["image_id"] = 999
+        del annotations[0]["id"], annotations[0]["category_id"]
+
+    rewrite(coco_root, break_three)
+    with pytest.raises(ValueError, match="3 malformed annotations") as error:
+        COCOSource(coco_root, "s")
+    assert "annotation #0 (no 'id'), field 'category_id': missing" in str(error.value)
+    with pytest.warns(DataWarning, match=r"1 annotations with a bad 'bbox' dropped"):
+        source = COCOSource(coco_root, "s", skip_bad_annotations=True)
+    assert source.problems.count("annotations with a bad 'image_id' dropped") == 1
+    assert len(source.load(1).boxes) == 0  # both of img8's annotations were dropped

@@ -103,6 +103,38 @@ def _renamed(name: str, category_map: Mapping[str, str] | None) -> str:
     return category_map.get(name, name) if category_map else name
 
 
+MAX_LISTED = 10
+"""Malformed annotations listed in the error (all are counted)."""
+
+
+def _annotation_name(annotation: Any, position: int) -> str:
+    if isinstance(annotation, dict) and "id" in annotation:
+        return f"annotation id {annotation['id']!r}"
+    return f"annotation #{position} (no 'id')"
+
+
+def _annotation_problem(annotation: Any, image_ids: set) -> tuple[str, str] | None:
+    """``(field, what is wrong)`` of a malformed annotation, or None."""
+    if not isinstance(annotation, dict):
+        return "annotation", f"is not a JSON object: {annotation!r}"
+    if "image_id" not in annotation:
+        return "image_id", "missing"
+    if annotation["image_id"] not in image_ids:
+        return "image_id", f"{annotation['image_id']!r} is not the id of an entry of 'images'"
+    if "category_id" not in annotation:
+        return "category_id", "missing"
+    if "bbox" not in annotation and not annotation.get("segmentation"):
+        return "bbox", "missing (and no segmentation to take the box from)"
+    if "bbox" in annotation:
+        box = annotation["bbox"]
+        numbers = isinstance(box, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in box
+        )
+        if not numbers or len(box) != 4 or not all(np.isfinite(box)):
+            return "bbox", f"{json.dumps(box)} is not four finite numbers [x, y, width, height]"
+    return None
+
+
 class COCOSource(SegmentationSource):
     """A split of a dataset in the COCO layout (instances JSON), read with pycocotools.
 
@@ -133,6 +165,11 @@ class COCOSource(SegmentationSource):
     image are clipped, boxes without area or instances whose mask is empty are dropped (counted
     warnings).
 
+    Malformed annotations are errors when the JSON is opened, all listed at once, each naming the
+    file, the annotation id and the field: an ``image_id`` that is not an image of ``images``, a
+    ``bbox`` that is not four finite numbers (required where there is no segmentation), a missing
+    ``category_id``. With ``skip_bad_annotations`` they are dropped with a counted warning.
+
     Args:
         root: Dataset root.
         split: Image folder name, also the default annotation file's suffix (``train2017``).
@@ -142,6 +179,8 @@ class COCOSource(SegmentationSource):
         classes: Explicit class names (``background`` first, or it is added); None: from
             ``class_map``.
         category_map: JSON category name -> class name (see above).
+        skip_bad_annotations: Drop malformed annotations (see above) with a counted warning
+            instead of failing.
 
     """
 
@@ -153,6 +192,7 @@ class COCOSource(SegmentationSource):
         class_map: Literal["voc", "coco", "json"] = "voc",
         classes: Sequence[str] | None = None,
         category_map: Mapping[str, str] | None = None,
+        skip_bad_annotations: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -187,11 +227,41 @@ class COCOSource(SegmentationSource):
         self.classes = coco_classes(class_map, classes=classes)
         self._category_class = self._map_categories(categories, explicit=classes is not None)
         self._annotations: dict[Any, list[dict]] = defaultdict(list)
-        for annotation in annotations:
+        for annotation in self._checked(annotations, skip_bad_annotations):
             self._annotations[annotation["image_id"]].append(annotation)
         self._ids = [Path(image["file_name"]).stem for image in self._images]
         if len(set(self._ids)) != len(self._ids):
             raise ValueError(f"{self.annotation_path} names the same image file twice")
+
+    def _checked(self, annotations: Any, skip: bool) -> list[dict]:
+        """The annotations with a known image, a category and a well-formed box (see class doc)."""
+        if not isinstance(annotations, list):
+            raise ValueError(f"{self.annotation_path}: 'annotations' is not a list")
+        image_ids = {image.get("id") for image in self._images if isinstance(image, dict)}
+        kept, problems = [], []
+        for position, annotation in enumerate(annotations):
+            problem = _annotation_problem(annotation, image_ids)
+            if problem is None:
+                kept.append(annotation)
+                continue
+            field, message = problem
+            name = _annotation_name(annotation, position)
+            problems.append(f"{name}, field {field!r}: {message}")
+            if skip:
+                self.problems.add(f"annotations with a bad {field!r} dropped", self.annotation_path)
+        if problems and not skip:
+            listed = "\n  ".join(problems[:MAX_LISTED])
+            more = (
+                f"\n  ... and {len(problems) - MAX_LISTED} more"
+                if len(problems) > MAX_LISTED
+                else ""
+            )
+            raise ValueError(
+                f"{self.annotation_path}: {len(problems)} malformed annotation"
+                f"{'s' if len(problems) > 1 else ''} (fix them, or drop them with a counted "
+                f"warning: skip_bad_annotations=True):\n  {listed}{more}"
+            )
+        return kept
 
     def _map_categories(self, categories: list[dict], explicit: bool) -> dict[int, int]:
         mapping = {}
