@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 import wseg
 from wseg.__main__ import main
+from wseg.data.datasets import DataWarning
 from wseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform
 from wseg.inference import Segmenter, normalize
 from wseg.methods import Ancillary, Box2Seg, Supervised
@@ -193,8 +194,14 @@ def test_segment_command_errors(checkpoints, tmp_path) -> None:
     with pytest.raises(SystemExit, match="b.png is an input image"):
         main(["segment", ckpt, str(images), "--out", str(images), "--overwrite"])
     (images / "c.bmp").write_bytes(b"truncated")
-    with pytest.raises(SystemExit, match="cannot decode image .*c.bmp"):
-        main(["segment", ckpt, str(images), "--out", str(tmp_path / "o2")])
+    (images / "d.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.warns(DataWarning, match=r"skipped 2 unreadable images so far .*d\.jpg"):
+        with pytest.raises(SystemExit, match=r"2 of 4 images could not be read .* other 2") as end:
+            main(["segment", ckpt, str(images), "--out", str(tmp_path / "o2")])
+    assert "cannot decode image" in str(end.value) and "c.bmp" in str(end.value)
+    # the good images were segmented all the same
+    assert sorted(p.name for p in (tmp_path / "o2").glob("*.png")) == ["a.png", "b.png"]
+    assert len(list((tmp_path / "o2" / "overlays").glob("*.png"))) == 2
     Image.fromarray(_image(8, 8)).save(images / "a.png")
     with pytest.raises(SystemExit, match="a.JPG and .*a.png would both be written as a.png"):
         main(["segment", ckpt, str(images), "--out", str(tmp_path / "o3")])

@@ -19,7 +19,15 @@ PACKAGE = Path(wseg.__file__).parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "base",
-        ("wseg", "wseg.constants", "wseg.runs", "wseg.parallel", "wseg.metrics", "wseg.options"),
+        (
+            "wseg",
+            "wseg.constants",
+            "wseg.errors",
+            "wseg.runs",
+            "wseg.parallel",
+            "wseg.metrics",
+            "wseg.options",
+        ),
     ),
     ("data", ("wseg.data", "wseg.visualize")),
     ("nets", ("wseg.nets",)),

@@ -27,6 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from wseg.data.records import IGNORE_INDEX, voc_palette
+from wseg.errors import WsegError
 from wseg.runs import local_run_dir, run_dir, use_run_dir_for_checkpoints
 from wseg.visualize import panel, to_uint8_image
 
@@ -368,7 +369,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("/"): tree}
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(WsegError, RuntimeError):
     """A fit met a loss, gradient or weight that is not finite (the message says where, why)."""
 
 

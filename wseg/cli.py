@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import yaml
+from jsonargparse import set_loader
+from jsonargparse._loaders_dumpers import yaml_load
+from jsonargparse._util import config_load_stack
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
@@ -17,6 +21,34 @@ import wseg.data  # noqa: F401  (registers the datamodule for short class names)
 import wseg.methods  # noqa: F401  (registers every method for short class names)
 from wseg.callbacks import NonFiniteGuard, PredictionWriter, RunConfigCallback
 from wseg.methods import WeakSegMethod
+
+
+def load_yaml_naming_the_file(stream: str, path: str | os.PathLike = "") -> Any:
+    """The YAML loader of jsonargparse, whose syntax errors name the file instead of a string.
+
+    The file is the innermost of jsonargparse's stack of files being loaded: the ``--config``
+    file, or a fragment it names (``data: _shared/data_voc.yaml``).
+
+    Args:
+        stream: The YAML text.
+        path: The file's base name, as jsonargparse passes it ("": a fragment or a value).
+
+    Raises:
+        yaml.YAMLError: Invalid YAML; the message says which file (and line) it is in.
+
+    """
+    try:
+        return yaml_load(stream)
+    except yaml.YAMLError as error:
+        stack = config_load_stack.get()
+        # jsonargparse passes the file's base name only; its stack holds the full path
+        where = stack[-1][0] if stack else str(path)
+        if not where:
+            raise
+        raise yaml.YAMLError(f"{where}: {str(error).replace('<unicode string>', where)}") from None
+
+
+set_loader("yaml", load_yaml_naming_the_file, exceptions=(yaml.YAMLError,))
 
 
 class WSegCLI(LightningCLI):
@@ -42,6 +74,14 @@ class WSegCLI(LightningCLI):
             default=True,
             help="read every image of the datamodule's splits before fit starts (wseg.data.check)",
         )
+
+    def before_instantiate_classes(self) -> None:
+        """Check the method's numeric options before the datamodule (or any data) is made."""
+        from wseg.methods.base import check_method_options
+
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        init_args = config.get("model", {}).get("init_args") or {}
+        check_method_options(dict(vars(init_args)) if hasattr(init_args, "__dict__") else {})
 
     def before_fit(self) -> None:
         """Check the data before training (and any W&B run) starts; see `wseg.data.check`.

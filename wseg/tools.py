@@ -5,22 +5,34 @@
 
 ``segment`` writes ``DIR/<stem>.png`` (palette PNG label maps, the VOC palette of the prediction
 writer) and ``DIR/overlays/<stem>.png`` (the labels blended over the image) for every image of
-IMAGES_DIR. Neither command replaces an existing file unless ``--overwrite`` is given.
+IMAGES_DIR; an image that cannot be read is skipped with a counted warning, the others are
+written, and the command then exits non-zero naming every skipped file. Neither command replaces
+an existing file unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
 
+from wseg.data.datasets.common import DataWarning
 from wseg.data.datasets.folder import list_images
 
 OVERLAYS = "overlays"
 COMMANDS = ("segment", "export")
+
+
+class UnreadableImagesError(ValueError):
+    """``segment`` skipped images it could not read (it wrote the others, listed in ``written``)."""
+
+    def __init__(self, message: str, written: list[Path]) -> None:
+        super().__init__(message)
+        self.written = written
 
 
 def output_paths(images: Sequence[Path], out: Path, overwrite: bool) -> list[tuple[Path, Path]]:
@@ -72,8 +84,9 @@ def segment_folder(
     Raises:
         FileNotFoundError: If the checkpoint or the folder is missing.
         FileExistsError: If outputs exist and ``overwrite`` is False (nothing is written).
-        ValueError: For a checkpoint that is not wseg's, an empty folder or an image that cannot
-            be decoded (the message names the file).
+        ValueError: For a checkpoint that is not wseg's or an empty folder.
+        UnreadableImagesError: Some images could not be decoded: each was skipped with a counted
+            warning, every other one written; raised at the end, naming every file skipped.
 
     """
     from wseg.callbacks import save_palette_png
@@ -84,12 +97,30 @@ def segment_folder(
     pairs = output_paths(images, out, overwrite)
     model = load(checkpoint, device)
     (out / OVERLAYS).mkdir(parents=True, exist_ok=True)
+    written, unreadable = [], []
     for path, (label_path, overlay_path) in zip(tqdm(images, desc="segment", unit="img"), pairs):
-        rgb = as_rgb(path)
+        try:
+            rgb = as_rgb(path)
+        except (OSError, ValueError) as error:
+            unreadable.append(str(error))
+            warnings.warn(
+                f"segment: skipped {len(unreadable)} unreadable image"
+                f"{'s' if len(unreadable) > 1 else ''} so far ({error})",
+                DataWarning,
+                stacklevel=2,
+            )
+            continue
         label = model.segment(rgb, tta=tta, crf=crf)
         save_palette_png(label, label_path)
         Image.fromarray(overlay(rgb, label)).save(overlay_path)
-    return [label_path for label_path, _ in pairs]
+        written.append(label_path)
+    if unreadable:
+        raise UnreadableImagesError(
+            f"{len(unreadable)} of {len(images)} images could not be read and were skipped; "
+            f"the other {len(written)} were segmented into {out}:\n  " + "\n  ".join(unreadable),
+            written,
+        )
+    return written
 
 
 def export_checkpoint(

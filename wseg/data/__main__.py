@@ -36,4 +36,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from wseg.errors import run_command
+
+    sys.exit(run_command("python -m wseg.data", main))

@@ -181,4 +181,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from wseg.errors import run_command
+
+    run_command("python -m wseg.labels", main)

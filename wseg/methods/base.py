@@ -19,6 +19,45 @@ from wseg.nets.predict import forward_any_size, predict_probs, resize_probs
 from wseg.postprocess import crf_postprocess
 
 
+def check_method_options(options: dict[str, Any]) -> None:
+    """Check the base's numeric options (those present) before anything is built or read.
+
+    Args:
+        options: Argument name -> value, e.g. a method's ``init_args``.
+
+    Raises:
+        ValueError: A value out of range; the message names the option and the range.
+
+    """
+
+    def number(name: str) -> float | None:
+        value = options.get(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value)
+
+    rules = {
+        "lr": (lambda v: v > 0 and math.isfinite(v), "a positive number (0.007 in the papers)"),
+        "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "weight_decay": (lambda v: 0 <= v and math.isfinite(v), "zero or positive"),
+        "poly_power": (lambda v: 0 <= v and math.isfinite(v), "zero or positive (0: constant)"),
+        "head_lr_mult": (lambda v: v > 0 and math.isfinite(v), "positive"),
+        "num_classes": (lambda v: v >= 2, "at least 2 (background and one class)"),
+        "log_images_every_n_epochs": (lambda v: v >= 0, "zero (never) or positive"),
+        "num_log_images": (lambda v: v >= 0, "zero or positive"),
+    }
+    problems = []
+    for name, (ok, expected) in rules.items():
+        value = number(name)
+        if value is not None and not ok(value):
+            problems.append(f"model.init_args.{name} must be {expected}, got {options[name]!r}")
+    scales = options.get("tta_scales") or []
+    if any(not isinstance(x, int | float) or not 0 < x < math.inf for x in scales):
+        problems.append(f"model.init_args.tta_scales must be positive numbers, got {scales!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 class WeakSegMethod(LightningModule):
     """Shared training machinery; a method implements `compute_loss` (or `training_step`).
 
@@ -73,6 +112,19 @@ class WeakSegMethod(LightningModule):
         log_images_every_n_epochs: int = 5,
         num_log_images: int = 4,
     ) -> None:
+        check_method_options(
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "weight_decay": weight_decay,
+                "poly_power": poly_power,
+                "head_lr_mult": head_lr_mult,
+                "num_classes": num_classes,
+                "log_images_every_n_epochs": log_images_every_n_epochs,
+                "num_log_images": num_log_images,
+                "tta_scales": tta_scales,
+            }
+        )
         super().__init__()
         self.step_terms: dict[str, Any] = {}
         if class_names is not None and len(class_names) != num_classes:

@@ -191,4 +191,6 @@ def main(argv: Sequence[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    from wseg.errors import run_command
+
+    run_command("python -m wseg.pipeline", main)
