@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from wseg.losses.box2tag_losses import (
+    binarisation_loss,
     central_prior,
+    harden,
     negative_loss,
     object_sizes,
     sparse_crf_loss,
@@ -184,3 +186,31 @@ def test_gradients_flow_through_every_term() -> None:
     )
     total.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+# --- not in the paper (issue 28): hard sizes and the binarisation term ---
+
+
+def test_harden_has_the_labels_value_and_the_identity_gradient() -> None:
+    x = torch.tensor([[[0.2, 0.5, 0.7, 0.49]]], requires_grad=True)
+    hard = harden(x)
+    assert hard.tolist() == [[[0.0, 1.0, 1.0, 0.0]]]
+    (hard * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert x.grad.tolist() == [[[1.0, 2.0, 3.0, 4.0]]]
+
+
+def test_hard_sizes_see_grey_outputs_as_the_labels_do() -> None:
+    # A 2 x 2 box of grey 0.45 outputs: soft size 0.45 meets s_min = 0.3 and is near the mean
+    # target 0.5; the labels (x >= 0.5) are empty, size 0: 5 (0 - 0.3)^2 + (0 - 0.5)^2 = 0.7.
+    x = torch.full((1, 2, 2), 0.45)
+    assert volumetric_loss(x).item() == pytest.approx(0.05**2)
+    assert volumetric_loss(harden(x)).item() == pytest.approx(5 * 0.09 + 0.25)
+
+
+def test_binarisation_loss_hand_values() -> None:
+    # image 1: x = 0, 0.5, 1, 0.2 over all pixels: (0 + 0.25 + 0 + 0.16) / 4 = 0.1025;
+    # image 2: only its first two pixels count: (0.09 + 0.21) / 2 = 0.15. Batch mean 0.12625.
+    x = torch.tensor([[[0.0, 0.5], [1.0, 0.2]], [[0.1, 0.7], [0.5, 0.5]]])
+    region = torch.tensor([[[True, True], [True, True]], [[True, True], [False, False]]])
+    assert binarisation_loss(x, region).item() == pytest.approx((0.1025 + 0.15) / 2)
+    assert binarisation_loss(torch.ones(1, 3, 3)).item() == 0.0

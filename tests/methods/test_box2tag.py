@@ -10,7 +10,9 @@ from fake_batches import NUM_CLASSES, TINY, make_batch, quiet_trainer
 from wseg.data.box_crops import BoxCropDataModule
 from wseg.data.synthetic import generate_synthetic
 from wseg.losses.box2tag_losses import (
+    binarisation_loss,
     central_prior,
+    harden,
     negative_loss,
     sparse_crf_loss,
     tight_box_prior,
@@ -19,6 +21,7 @@ from wseg.losses.box2tag_losses import (
 from wseg.losses.crf_loss import DenseCRFLoss
 from wseg.losses.em_esteps import padding_valid
 from wseg.methods.box2tag import Box2TagFinal, Box2TagSingleClass
+from wseg.nets.checkpoint import load_network
 from wseg.postprocess import denormalize
 
 SINGLE = {**TINY, "arch": "unet", "num_classes": 2, "class_names": ["background", "bird"]}
@@ -48,6 +51,9 @@ def test_single_class_network_needs_two_outputs() -> None:
         Box2TagSingleClass(**{**SINGLE, "num_classes": 3, "class_names": None})
     with pytest.raises(ValueError, match="positional"):
         Box2TagSingleClass(positional="corner", **SINGLE)
+    for bad in ({"size_estimate": "mean"}, {"decoder_norm": "layer"}, {"lambda_binary": -1.0}):
+        with pytest.raises(ValueError):
+            Box2TagSingleClass(**SINGLE, **bad)
 
 
 @pytest.mark.parametrize("positional", ["tight", "central"])
@@ -64,7 +70,7 @@ def test_loss_terms_apply_each_equation_to_its_crops(positional: str) -> None:
     inside[:, 3:29, 3:29] = True
     expected = {
         "crf": sparse_crf_loss(x[pos], batch["image"][pos], 0.15, valid),
-        "volumetric": volumetric_loss(x[pos], 0.3, 5.0, 0.5, inside & valid),
+        "volumetric": volumetric_loss(harden(x[pos]), 0.3, 5.0, 0.5, inside & valid),
         "positional": tight_box_prior(x[pos], border, 3)
         if positional == "tight"
         else central_prior(x[pos], border, 3),
@@ -75,6 +81,18 @@ def test_loss_terms_apply_each_equation_to_its_crops(positional: str) -> None:
     total = 100 * expected["crf"] + expected["volumetric"]
     total = total + expected["positional"] + expected["negative"]
     assert terms["loss"].item() == pytest.approx(total.item(), rel=1e-5)
+    # The paper's Eq. 2 takes the sizes of the soft outputs; the binarisation term is opt-in.
+    torch.manual_seed(0)
+    paper = Box2TagSingleClass(positional=positional, size_estimate="soft", **SINGLE).eval()
+    soft = volumetric_loss(x[pos], 0.3, 5.0, 0.5, inside & valid)
+    assert paper.loss_terms(batch)["volumetric"].item() == pytest.approx(soft.item(), rel=1e-5)
+    torch.manual_seed(0)
+    binary = Box2TagSingleClass(positional=positional, lambda_binary=2.0, **SINGLE).eval()
+    terms = binary.loss_terms(batch)
+    assert terms["binary"].item() == pytest.approx(
+        binarisation_loss(x[pos], inside & valid).item(), rel=1e-5
+    )
+    assert terms["loss"].item() == pytest.approx((total + 2 * terms["binary"]).item(), rel=1e-5)
 
 
 def test_a_batch_without_negatives_or_positives_zeroes_their_terms() -> None:
@@ -126,6 +144,92 @@ def test_fit_logs_box_fbeta_and_round_trips(tmp_path) -> None:
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(restored(image), model.eval()(image))
+
+
+@pytest.fixture(scope="module")
+def bird_crops(tmp_path_factory) -> BoxCropDataModule:
+    """The bird boxes of 24 small synthetic images as 32-px crops (train and val: the same)."""
+    root = generate_synthetic(
+        tmp_path_factory.mktemp("synthetic"), num_train=24, num_val=1, size=(64, 80), seed=0
+    )
+    datamodule = BoxCropDataModule(
+        "bird",
+        root=str(root),
+        crop_size=32,
+        batch_size=8,
+        num_workers=0,
+        synthetic_num_train=24,
+        synthetic_num_val=1,
+        synthetic_size=(64, 80),
+        progress=False,
+    )
+    datamodule.setup("fit")
+    return datamodule
+
+
+def fit_single_class(root, datamodule: BoxCropDataModule, steps: int, **kwargs):
+    """Train a single-class network with the benchmarks' optimiser (AdamW 1e-3) for ``steps``."""
+    torch.manual_seed(0)
+    model = Box2TagSingleClass(
+        **SINGLE, optimizer="adamw", lr=1e-3, weight_decay=0.0, head_lr_mult=1.0,
+        lambda_crf=100 * 32 / 256, **kwargs,
+    )  # fmt: skip
+    trainer = quiet_trainer(root, max_steps=steps, limit_val_batches=0)
+    trainer.fit(model, datamodule)
+    path = root / "single.ckpt"
+    trainer.save_checkpoint(path)
+    return model, path
+
+
+def labelled_fill(net, datamodule: BoxCropDataModule) -> tuple[float, float]:
+    """Labelled (``x >= 0.5``) and true object fraction of the known pixels in the boxes."""
+    predicted, true, known = 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            x = torch.softmax(net(batch["image"]), dim=1)[:, 1]
+            inside = batch["mask"] != 255
+            predicted += float(((x >= 0.5) & inside).sum())
+            true += float((batch["mask"] == 1).sum())
+            known += float(inside.sum())
+    return predicted / known, true / known
+
+
+def test_single_class_labels_do_not_shrink_far_below_the_true_fill(tmp_path, bird_crops) -> None:
+    """Issue 28: with the paper's training the labels shrank with the budget, here to ~0."""
+    _, path = fit_single_class(tmp_path, bird_crops, steps=60)
+    predicted, true = labelled_fill(load_network(path).net, bird_crops)
+    assert true > 0.5
+    assert predicted >= 0.5 * true, (predicted, true)
+
+
+def test_labels_after_training_are_the_outputs_the_loss_saw(tmp_path, bird_crops) -> None:
+    """Mode consistency: the labelling network (eval mode, from the checkpoint) is the trained one.
+
+    With the paper's batch norm (``decoder_norm="batch"``) the loss sees batch statistics and the
+    labels running ones, which lag behind: the two differ.
+    """
+    model, path = fit_single_class(tmp_path, bird_crops, steps=5)
+    batch = next(iter(bird_crops.train_dataloader()))
+    labelling = load_network(path).net
+    with torch.no_grad():
+        seen = torch.softmax(model.train()(batch["image"]), dim=1)[:, 1]
+        labelled = torch.softmax(labelling(batch["image"]), dim=1)[:, 1]
+    assert torch.allclose(seen, labelled, atol=1e-5)
+    paper, paper_path = fit_single_class(tmp_path / "paper", bird_crops, 5, decoder_norm="batch")
+    with torch.no_grad():
+        seen = torch.softmax(paper.train()(batch["image"]), dim=1)[:, 1]
+        labelled = torch.softmax(load_network(paper_path).net(batch["image"]), dim=1)[:, 1]
+    assert (seen - labelled).abs().max() > 1e-3
+
+
+def test_fit_keeps_the_frozen_encoder_statistics(tmp_path, bird_crops) -> None:
+    """Lightning keeps each module's mode: `on_train_start` must put the frozen encoder in eval."""
+    torch.manual_seed(0)
+    model = Box2TagSingleClass(**SINGLE)
+    before = {k: v.clone() for k, v in model.net.encoder.state_dict().items()}
+    quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, bird_crops)
+    after = model.net.encoder.state_dict()
+    assert all(torch.equal(after[key], value) for key, value in before.items())
 
 
 def test_final_network_without_crf_weight_is_cross_entropy_on_the_store() -> None:

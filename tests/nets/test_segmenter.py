@@ -20,6 +20,24 @@ def test_build_segmenter_passes_kwargs() -> None:
     assert net.segmentation_head[0].in_channels == 8
 
 
+def test_group_norm_decoder_is_the_same_function_in_training_and_evaluation() -> None:
+    torch.manual_seed(0)
+    net = build_segmenter("unet", "resnet18", None, 2, decoder_norm="group")
+    norms = [m for m in net.decoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.decoder.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.encoder.modules())
+    assert all(m.num_channels % m.num_groups == 0 and m.num_groups <= 8 for m in norms)
+    image = torch.randn(2, 3, 64, 64)
+    net.train()
+    net.encoder.eval()
+    with torch.no_grad():
+        trained = net(image)
+        evaluated = net.eval()(image)
+    assert torch.allclose(trained, evaluated, atol=1e-6)
+    with pytest.raises(ValueError, match="decoder_norm"):
+        build_segmenter("unet", "resnet18", None, 2, decoder_norm="layer")
+
+
 def test_offline_lite0_classifier_recognises_cat() -> None:
     image = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1).float()[None] / 255
     image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)

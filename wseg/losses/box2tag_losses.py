@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "binarisation_loss",
     "central_prior",
+    "harden",
     "negative_loss",
     "object_sizes",
     "sparse_crf_loss",
@@ -135,6 +137,45 @@ def _border_term(x: Tensor, border: Tensor) -> Tensor:
     loss = -torch.log((1.0 - x).clamp_min(EPS))
     count = border.flatten(1).sum(dim=1)
     return (loss * border).flatten(1).sum(dim=1) / count.clamp_min(1)
+
+
+def harden(x: Tensor, threshold: float = 0.5) -> Tensor:
+    """Straight-through hardening: the value of ``x >= threshold``, the gradient of ``x``.
+
+    Not in the paper. The labels are ``x >= 0.5``, so a term that should hold for the labels (the
+    object sizes of Eq. 2) can be computed on ``harden(x)``: its value is the hard mask's, its
+    gradient flows into the soft output as if the term had been computed on ``x``.
+
+    Args:
+        x: Object probabilities, any shape.
+        threshold: Probability from which a pixel is object (the labelling's 0.5).
+
+    Returns:
+        A tensor of 0s and 1s shaped like ``x`` that back-propagates as the identity.
+
+    """
+    return x + ((x >= threshold).to(x.dtype) - x).detach()
+
+
+def binarisation_loss(x: Tensor, region: Tensor | None = None) -> Tensor:
+    """Binarisation term (not in the paper): the mean of ``x (1 - x)`` over each image's region.
+
+    Zero for outputs of exactly 0 or 1, largest (0.25) for grey ones; added to Eq. 4 it keeps the
+    soft sizes of Eq. 2 from being met by grey outputs that the 0.5 threshold then turns into
+    small masks.
+
+    Args:
+        x: ``B, H, W`` object probabilities.
+        region: Optional bool ``B, H, W`` pixels that count (default all).
+
+    Returns:
+        Scalar loss, averaged over the batch.
+
+    """
+    _check(x)
+    region = _as_mask(region, x)
+    per_image = (x * (1.0 - x) * region).flatten(1).sum(dim=1)
+    return (per_image / region.flatten(1).sum(dim=1).clamp_min(1)).mean()
 
 
 def tight_box_prior(x: Tensor, border: Tensor, border_width: int) -> Tensor:

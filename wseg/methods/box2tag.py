@@ -17,7 +17,9 @@ from wseg.data.batch import Batch
 from wseg.data.records import IGNORE_INDEX
 from wseg.labels.quality import fbeta
 from wseg.losses.box2tag_losses import (
+    binarisation_loss,
     central_prior,
+    harden,
     negative_loss,
     sparse_crf_loss,
     tight_box_prior,
@@ -27,6 +29,7 @@ from wseg.losses.crf_loss import DenseCRFLoss
 from wseg.losses.em_esteps import padding_valid
 from wseg.methods.base import WeakSegMethod
 from wseg.methods.em import BboxSeg
+from wseg.nets import build_segmenter
 from wseg.nets.pretrained import load_checkpoint_tensors
 from wseg.postprocess import denormalize
 
@@ -66,6 +69,16 @@ class Box2TagSingleClass(WeakSegMethod):
         lambda_neg: Weight of the negative loss (paper: 1; 0: the "ours(T)" ablation).
         border: Width of the crops' frame, which the datamodule must share (paper: 3).
         freeze_encoder: Keep the encoder's weights and batch-norm statistics fixed.
+        size_estimate: Sizes of Eq. 2 from the ``soft`` outputs (the paper) or from the ``hard``
+            labels ``x >= 0.5`` (straight-through, `harden`).
+        lambda_binary: Weight of the binarisation term `binarisation_loss` inside the box (not
+            in the paper: 0).
+        decoder_norm: ``batch``: the decoder's batch norm normalises with the batch in training
+            and with running statistics when labelling (the paper's network); ``group``: group
+            norm (`wseg.nets.segmenter.group_norm_decoder`), the same function in training and
+            labelling.
+        poly_power: Exponent of the poly schedule over ``max_steps`` (the paper's 0.9); 0 keeps
+            the learning rate constant.
         **kwargs: `WeakSegMethod` arguments (``num_classes`` must be 2).
 
     """
@@ -84,10 +97,21 @@ class Box2TagSingleClass(WeakSegMethod):
         lambda_neg: float = 1.0,
         border: int = 3,
         freeze_encoder: bool = True,
+        size_estimate: Literal["soft", "hard"] = "hard",
+        lambda_binary: float = 0.0,
+        decoder_norm: Literal["batch", "group"] = "group",
+        poly_power: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if positional not in ("tight", "central"):
             raise ValueError(f"positional must be 'tight' or 'central', got {positional!r}")
+        if size_estimate not in ("soft", "hard"):
+            raise ValueError(f"size_estimate must be 'soft' or 'hard', got {size_estimate!r}")
+        if decoder_norm not in ("batch", "group"):
+            raise ValueError(f"decoder_norm must be 'batch' or 'group', got {decoder_norm!r}")
+        if lambda_binary < 0:
+            raise ValueError(f"lambda_binary must be >= 0, got {lambda_binary}")
+        kwargs["poly_power"] = poly_power
         if kwargs.get("num_classes") != 2:
             raise ValueError(
                 "a Box2Tag single-class network has 2 outputs (background, object); got "
@@ -97,8 +121,11 @@ class Box2TagSingleClass(WeakSegMethod):
         self._fbeta: list[float] = []
 
     def configure_models(self) -> None:
-        """Build the segmenter and freeze its encoder when asked."""
-        super().configure_models()
+        """Build the segmenter (group norm outside the encoder if asked); freeze its encoder."""
+        hp = self.hparams
+        self.net = build_segmenter(
+            hp.arch, hp.encoder, hp.encoder_weights, hp.num_classes, hp.decoder_norm
+        )
         if self.hparams.freeze_encoder:
             for parameter in self.net.encoder.parameters():
                 parameter.requires_grad_(False)
@@ -110,6 +137,14 @@ class Box2TagSingleClass(WeakSegMethod):
             self.net.encoder.eval()
         return self
 
+    def on_train_start(self) -> None:
+        """Set the modes of `train`: Lightning keeps each module's mode and never calls it.
+
+        Without this a model built and fitted as usual trains its frozen encoder's batch norm
+        in batch mode, updating the statistics that ``freeze_encoder`` promises to keep.
+        """
+        self.train()
+
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Every term of the loss on a batch of crops, unweighted, and ``loss``, their weighted sum.
 
@@ -117,8 +152,8 @@ class Box2TagSingleClass(WeakSegMethod):
             batch: ``image``, ``border``, ``valid`` and ``positive`` (see `BoxCropDataset`).
 
         Returns:
-            ``crf``, ``volumetric``, ``positional``, ``negative`` and ``loss`` (scalars; a term
-            is 0 when the batch has no crop it applies to).
+            ``crf``, ``volumetric``, ``positional``, ``negative``, ``binary`` and ``loss``
+            (scalars; a term is 0 when the batch has no crop it applies to).
 
         """
         hp = self.hparams
@@ -127,7 +162,7 @@ class Box2TagSingleClass(WeakSegMethod):
         positive = batch["positive"].bool()
         valid = batch["valid"].bool()
         zero = x.sum() * 0.0
-        terms = {"crf": zero, "volumetric": zero, "positional": zero, "negative": zero}
+        terms = {name: zero for name in ("crf", "volumetric", "positional", "negative", "binary")}
         if positive.any():
             xp, vp = x[positive], valid[positive]
             border = batch["border"][positive] == 0
@@ -135,9 +170,12 @@ class Box2TagSingleClass(WeakSegMethod):
             inside = torch.zeros_like(vp)
             inside[:, w : vp.shape[1] - w, w : vp.shape[2] - w] = True
             terms["crf"] = sparse_crf_loss(xp, image[positive], hp.sigma, vp)
+            sized = harden(xp) if hp.size_estimate == "hard" else xp
             terms["volumetric"] = volumetric_loss(
-                xp, hp.s_min, hp.lambda_s, hp.mean_size, region=inside & vp
+                sized, hp.s_min, hp.lambda_s, hp.mean_size, region=inside & vp
             )
+            if hp.lambda_binary > 0:
+                terms["binary"] = binarisation_loss(xp, inside & vp)
             if hp.positional == "tight":
                 terms["positional"] = tight_box_prior(xp, border, w)
             else:
@@ -149,6 +187,7 @@ class Box2TagSingleClass(WeakSegMethod):
             + hp.lambda_v * terms["volumetric"]
             + hp.lambda_p * terms["positional"]
             + hp.lambda_neg * terms["negative"]
+            + hp.lambda_binary * terms["binary"]
         )
         return terms
 
@@ -156,7 +195,7 @@ class Box2TagSingleClass(WeakSegMethod):
         """The regularised loss of Eq. 4 plus the negative loss; logs each term."""
         terms = self.loss_terms(batch)
         size = batch["image"].shape[0]
-        for name in ("crf", "volumetric", "positional", "negative"):
+        for name in ("crf", "volumetric", "positional", "negative", "binary"):
             self.log(f"train/{name}", terms[name], batch_size=size)
         return terms["loss"]
 

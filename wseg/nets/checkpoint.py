@@ -147,7 +147,8 @@ def load_network(
     num_classes = int(hparams["num_classes"])
     if not 1 <= num_classes <= 255:
         raise ValueError(f"{path}: num_classes={num_classes} does not fit uint8 label maps")
-    net = build_segmenter(hparams["arch"], hparams["encoder"], None, num_classes)
+    norm = "group" if hparams.get("decoder_norm") == "group" else "batch"
+    net = build_segmenter(hparams["arch"], hparams["encoder"], None, num_classes, norm)
     try:
         net.load_state_dict(deployed_weights(content["state_dict"], path))
     except RuntimeError as error:

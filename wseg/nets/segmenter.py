@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ Arch = Literal[
     "segformer",
 ]
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+DecoderNorm = Literal["batch", "group"]
 
 
 def is_checkpoint_path(encoder_weights: str) -> bool:
@@ -37,11 +39,38 @@ def is_checkpoint_path(encoder_weights: str) -> bool:
     return encoder_weights.endswith(CHECKPOINT_SUFFIXES) or "/" in encoder_weights
 
 
+def group_norm_decoder(net: nn.Module, max_groups: int = 8) -> nn.Module:
+    """Replace every batch norm outside ``net.encoder`` by a group norm, in place.
+
+    Group norm computes the same function in training and in evaluation, whatever the batch
+    holds. Each layer of ``C`` channels gets ``gcd(C, max_groups)`` groups and starts, like the
+    batch norm it replaces, as the identity affine map (weight 1, bias 0).
+
+    Args:
+        net: An smp network (its encoder keeps its batch norms).
+        max_groups: The most groups a layer gets.
+
+    Returns:
+        ``net``.
+
+    """
+    for name, child in net.named_children():
+        if name == "encoder":
+            continue
+        if isinstance(child, nn.BatchNorm2d):
+            channels = child.num_features
+            setattr(net, name, nn.GroupNorm(math.gcd(channels, max_groups), channels))
+        else:
+            group_norm_decoder(child, max_groups)
+    return net
+
+
 def build_segmenter(
     arch: Arch,
     encoder: str,
     encoder_weights: str | None,
     num_classes: int,
+    decoder_norm: DecoderNorm = "batch",
     **kwargs: Any,
 ) -> nn.Module:
     """Build a segmentation network through smp and load its encoder weights.
@@ -54,6 +83,8 @@ def build_segmenter(
             encoder ``tu-tf_efficientnet_lite0`` only); or the path of a .pth/.pt/.ckpt file holding
             the encoder's or a whole network's state dict (only the encoder part is loaded).
         num_classes: Output channels, background included.
+        decoder_norm: ``batch`` (smp's) or ``group`` (`group_norm_decoder`) normalisation
+            outside the encoder.
         **kwargs: Passed to `smp.create_model` (e.g. ``encoder_depth``, ``decoder_channels``).
 
     Returns:
@@ -65,6 +96,8 @@ def build_segmenter(
         FileNotFoundError: If a checkpoint path does not exist.
 
     """
+    if decoder_norm not in ("batch", "group"):
+        raise ValueError(f"decoder_norm must be 'batch' or 'group', got {decoder_norm!r}")
     from_file = encoder_weights is not None and is_checkpoint_path(encoder_weights)
     smp_weights = None if from_file or encoder_weights == OFFLINE_LITE0 else encoder_weights
     net = smp.create_model(
@@ -80,4 +113,4 @@ def build_segmenter(
     elif from_file:
         path = Path(encoder_weights)
         load_matching(net.encoder, load_checkpoint_tensors(path), str(path))
-    return net
+    return group_norm_decoder(net) if decoder_norm == "group" else net
