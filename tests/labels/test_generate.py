@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,12 @@ def test_killed_generation_resumes_with_only_the_missing_ids(synthetic, tmp_path
     )
     for image_id in source.ids:
         np.testing.assert_array_equal(summary.store.read(image_id), reference.store.read(image_id))
+    # The killed run's statistics (GrabCut's fallback counts) are kept, as an interrupted run.
+    killed, resumed = PseudoLabelStore(store_dir).manifest["runs"]
+    assert killed["interrupted"] and killed["generated"] == len(done)
+    total = Counter(killed["stats"])
+    total.update(resumed["stats"])  # (update keeps zero counts, + would drop them)
+    assert dict(total) == reference.stats and total["boxes"] > 0
 
 
 DDP_RUN = """

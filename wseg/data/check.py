@@ -2,7 +2,11 @@
 
 ``python -m wseg.data check --config X.yaml`` prints, per split, the images, boxes, masks and
 classes found and every problem with its file (the readers' messages say what was expected);
-it exits non-zero when a file cannot be read. ``python -m wseg fit`` runs the same check before
+it exits non-zero when a file cannot be read. With ``pseudo_labels`` configured, the store is
+checked too: that it labels this data (root, split, classes; see
+`wseg.data.training_set.open_pseudo_store`), and that every training image has a label that
+decodes, has the image's size and holds only class indices (or 255; soft labels: one channel per
+class, probabilities). ``python -m wseg fit`` runs the same check before
 training starts (and before a W&B run is opened), as does ``python -m wseg.labels generate`` before
 it writes a label; ``--check_data false`` skips it in ``fit``.
 
@@ -18,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from wseg.data.records import SegmentationSource
@@ -54,8 +59,50 @@ class SplitCheck:
     warnings: list[str] = field(default_factory=list)
 
 
+def pseudo_label_problem(store: Any, sample: Any, num_classes: int) -> str | None:
+    """What is wrong with the store's label of ``sample`` (None: nothing).
+
+    Args:
+        store: A `wseg.data.store.PseudoLabelStore`.
+        sample: The image's `wseg.data.records.Sample`.
+        num_classes: Classes of the run, background included.
+
+    """
+    if not store.has(sample.id):
+        return f"pseudo label missing from {store.path}"
+    try:
+        label = store.read(sample.id)
+    except (OSError, ValueError) as error:
+        return f"pseudo label: {error}"
+    name = store.file_for(sample.id).name
+    size = tuple(int(n) for n in label.shape[-2:])
+    if size != tuple(sample.size):
+        return (
+            f"pseudo label {name} is {size[0]}x{size[1]} (HxW), the image "
+            f"{sample.size[0]}x{sample.size[1]}"
+        )
+    if store.kind == "hard":
+        values = np.unique(label)
+        bad = values[(values >= num_classes) & (values != 255)]
+        if bad.size:
+            return (
+                f"pseudo label {name} holds values {bad[:5].tolist()} outside the classes "
+                f"0..{num_classes - 1} and 255 (void)"
+            )
+    elif label.shape[0] != num_classes:
+        return f"soft pseudo label {name} has {label.shape[0]} channels, not {num_classes}"
+    elif not np.isfinite(label).all() or label.min() < -1e-3 or label.max() > 1 + 1e-3:
+        return f"soft pseudo label {name} holds values outside [0, 1] (or not finite)"
+    return None
+
+
 def check_source(
-    source: SegmentationSource, role: str, split: str, progress: bool = True
+    source: SegmentationSource,
+    role: str,
+    split: str,
+    progress: bool = True,
+    store: Any = None,
+    skip_missing_pseudo: bool = False,
 ) -> SplitCheck:
     """Read every sample of a split and collect counts, errors and warnings.
 
@@ -64,12 +111,15 @@ def check_source(
         role: What the split is used for (see `SplitCheck`).
         split: Its name.
         progress: Show a progress bar.
+        store: A pseudo-label store whose label of every sample is checked too (None: none).
+        skip_missing_pseudo: A missing label is counted as a warning, not an error.
 
     Returns:
         The split's `SplitCheck`.
 
     """
     report = SplitCheck(role=role, split=split, images=len(source))
+    missing = 0
     names = list(source.classes)
     with warnings.catch_warnings():
         # The reader's counted repairs are summarised below, once each, instead of as they occur.
@@ -85,6 +135,16 @@ def check_source(
             report.boxes += len(sample.boxes)
             report.with_boxes += int(len(sample.boxes) > 0)
             report.box_classes.update(names[int(k)] for k in sample.labels)
+            problem = None if store is None else pseudo_label_problem(store, sample, len(names))
+            if problem and skip_missing_pseudo and not store.has(sample.id):
+                missing += 1
+            elif problem:
+                report.errors.append((source.ids[index], problem))
+    if missing:
+        report.warnings.append(
+            f"{missing} training images have no pseudo label in {store.path} and are skipped "
+            "(skip_missing_pseudo)"
+        )
     problems = getattr(source, "problems", None)
     report.warnings += problems.summary() if problems is not None else []
     _role_warnings(report)
@@ -136,6 +196,7 @@ def check_datamodule(datamodule: Any, progress: bool = True) -> list[SplitCheck]
             reports.append(
                 SplitCheck(role="predict", split=str(folder), errors=[("(folder)", str(error))])
             )
+    store, store_error = _pseudo_store(datamodule)
     for split, uses in roles.items():
         role = "+".join(uses)
         try:
@@ -143,8 +204,32 @@ def check_datamodule(datamodule: Any, progress: bool = True) -> list[SplitCheck]
         except (OSError, ValueError) as error:
             reports.append(SplitCheck(role=role, split=split, errors=[("(split)", str(error))]))
             continue
-        reports.append(check_source(source, role, split, progress))
+        train = "train" in uses
+        skip = bool(getattr(datamodule, "skip_missing_pseudo", False))
+        report = check_source(source, role, split, progress, store if train else None, skip)
+        if train and store_error is not None:
+            report.errors.insert(0, ("(pseudo labels)", store_error))
+        reports.append(report)
     return reports
+
+
+def _pseudo_store(datamodule: Any) -> tuple[Any, str | None]:
+    """The datamodule's pseudo-label store, checked for this data, or the reason it is refused."""
+    if not getattr(datamodule, "pseudo_labels", None):
+        return None, None
+    from wseg.data.training_set import open_pseudo_store
+
+    try:
+        store = open_pseudo_store(
+            datamodule.pseudo_labels,
+            tuple(datamodule.class_names),
+            datamodule.root,
+            datamodule.train_split,
+            bool(getattr(datamodule, "pseudo_labels_same_data", False)),
+        )
+    except (OSError, ValueError) as error:
+        return None, str(error)
+    return store, None
 
 
 def format_checks(reports: list[SplitCheck], class_names: list[str] | None = None) -> str:

@@ -84,6 +84,8 @@ class WeakSegDataModule(L.LightningDataModule):
         pseudo_labels: Directory of a pseudo-label store read into the ``pseudo`` key.
         skip_missing_pseudo: Drop training images the store lacks (counted warning) instead of
             failing.
+        pseudo_labels_same_data: Accept a store generated from another root or split name (a
+            copy of this data); without it such a store is refused, naming both.
         crop_size: Side of the square training crop.
         scale_range: Range of the random training scale (DeepLab's 0.5-2.0 by default).
         flip: Random horizontal flips in training.
@@ -133,6 +135,7 @@ class WeakSegDataModule(L.LightningDataModule):
         strong_per_batch: int | None = None,
         pseudo_labels: str | None = None,
         skip_missing_pseudo: bool = False,
+        pseudo_labels_same_data: bool = False,
         crop_size: int = 321,
         scale_range: tuple[float, float] = (0.5, 2.0),
         flip: bool = True,
@@ -189,6 +192,7 @@ class WeakSegDataModule(L.LightningDataModule):
         self.strong_per_batch = strong_per_batch
         self.pseudo_labels = pseudo_labels
         self.skip_missing_pseudo = skip_missing_pseudo
+        self.pseudo_labels_same_data = pseudo_labels_same_data
         self.crop_size = crop_size
         low, high = scale_range
         self.scale_range = (float(low), float(high))
@@ -322,7 +326,13 @@ class WeakSegDataModule(L.LightningDataModule):
             )
         store = None
         if self.pseudo_labels is not None:
-            store = open_pseudo_store(self.pseudo_labels, self.class_names)
+            store = open_pseudo_store(
+                self.pseudo_labels,
+                self.class_names,
+                self.root,
+                self.train_split,
+                self.pseudo_labels_same_data,
+            )
             positions = pseudo_positions(store, ids, positions, self.skip_missing_pseudo)
         transform = build_train_transform(
             self.crop_size, self.scale_range, self.flip, self.color_jitter, self.object_crop_p

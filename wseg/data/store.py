@@ -24,9 +24,11 @@ import numpy as np
 
 import wseg
 
-__all__ = ["MANIFEST_NAME", "PseudoLabelStore", "StoreError", "config_hash"]
+__all__ = ["MANIFEST_NAME", "PseudoLabelStore", "StoreError", "config_hash", "ids_digest"]
 
 MANIFEST_NAME = "manifest.json"
+STATS_LOG = "label_stats.jsonl"
+"""Per-label generator statistics, one JSON line per label written (see `record_stats`)."""
 FORMAT_NAME = "wseg-pseudo-labels"
 FORMAT_VERSION = 1
 _SUFFIX = {"hard": ".png", "soft": ".npz"}
@@ -48,6 +50,11 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ids_digest(ids: Iterator[str] | list[str]) -> str:
+    """SHA-256 of a set of image ids (sorted, one per line): the same ids give the same digest."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
 def _git_commit() -> str | None:
@@ -91,7 +98,11 @@ class PseudoLabelStore:
 
     The manifest holds ``config`` (the generator's full configuration with dataset, root and split),
     ``config_hash``, ``kind``, the wseg version and git commit, the creation date, ``classes``, the
-    expected ``num_images``, per-run generation statistics and the quality figures.
+    expected ``num_images``, ``data`` (the data it labels: resolved root, split, number of images
+    and `ids_digest` of their ids; `labelled_data`), per-run generation statistics and the quality
+    figures. ``label_stats.jsonl`` holds each label's statistics as it is written, so that a run
+    killed before it could record itself is recovered by the next (`logged_stats`). Stores written
+    before ``data`` and the log existed load as before; their data is read from ``config``.
 
     Args:
         path: Directory of an existing store.
@@ -214,6 +225,58 @@ class PseudoLabelStore:
         _atomic_write(
             self.path / MANIFEST_NAME, (json.dumps(self.manifest, indent=2) + "\n").encode()
         )
+
+    def labelled_data(self) -> dict[str, Any]:
+        """The data the labels were made from: ``root``, ``split`` (and ``ids_sha256``) if known.
+
+        From the manifest's ``data``, or for older stores from ``config["dataset"]``; keys that
+        neither records are absent.
+        """
+        data = dict(self.manifest.get("data") or {})
+        dataset = self.manifest.get("config", {}).get("dataset") or {}
+        if isinstance(dataset, Mapping):
+            for key in ("root", "split"):
+                if key not in data and dataset.get(key) is not None:
+                    data[key] = str(dataset[key])
+        return data
+
+    def record_stats(
+        self, image_id: str, run_id: str, stats: Mapping[str, int], seconds: float = 0.0
+    ) -> None:
+        """Append the statistics of one written label to ``label_stats.jsonl``.
+
+        One ``write`` of one short line to a file opened for appending, safe from several worker
+        processes at once; a line cut short by a kill is skipped when read.
+
+        Args:
+            image_id: The label's image id.
+            run_id: The generation run that wrote it.
+            stats: Its generator statistics.
+            seconds: Time the generator took on it.
+
+        """
+        entry = {"id": image_id, "run": run_id, "stats": dict(stats), "seconds": seconds}
+        line = json.dumps(entry) + "\n"
+        descriptor = os.open(self.path / STATS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, line.encode())
+        finally:
+            os.close(descriptor)
+
+    def logged_stats(self) -> dict[str, tuple[str, dict[str, int], float]]:
+        """Image id -> (run id, statistics, seconds) of each label in the log (latest line wins)."""
+        path = self.path / STATS_LOG
+        if not path.is_file():
+            return {}
+        logged = {}
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                seconds = float(entry.get("seconds", 0.0))
+                logged[str(entry["id"])] = (str(entry["run"]), dict(entry["stats"]), seconds)
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                continue
+        return logged
 
     def file_for(self, image_id: str) -> Path:
         """Path of the label file of ``image_id`` (which may not exist).

@@ -92,8 +92,27 @@ def curated_positions(
     return [i for i in positions if ids[i] in kept]
 
 
-def open_pseudo_store(pseudo_labels: str, class_names: tuple[str, ...]) -> Any:
-    """Open the ``pseudo_labels`` store and check that it was made for these classes."""
+def open_pseudo_store(
+    pseudo_labels: str,
+    class_names: tuple[str, ...],
+    root: str | None = None,
+    split: str | None = None,
+    same_data: bool = False,
+) -> Any:
+    """Open the ``pseudo_labels`` store; check it was made for these classes and this data.
+
+    Args:
+        pseudo_labels: The store's directory.
+        class_names: This run's classes.
+        root: This run's dataset root (None: not checked).
+        split: This run's training split (None: not checked).
+        same_data: Accept a store made from another root or split name (a copy of this data).
+
+    Raises:
+        ValueError: Not a store, other classes, or other data (naming both) unless
+            ``same_data``.
+
+    """
     from wseg.data.store import PseudoLabelStore, StoreError
 
     try:
@@ -107,7 +126,25 @@ def open_pseudo_store(pseudo_labels: str, class_names: tuple[str, ...]) -> Any:
             f"this run's are {list(class_names)}; generate it with the run's data "
             "(python -m wseg.labels generate --config ...)"
         )
+    if not same_data:
+        _require_same_data(store, pseudo_labels, root, split)
     return store
+
+
+def _require_same_data(store: Any, pseudo_labels: str, root: str | None, split: str | None) -> None:
+    made = store.labelled_data()
+    differs = []
+    if root is not None and made.get("root") is not None:
+        differs.append(Path(made["root"]).resolve() != Path(root).resolve())
+    if split is not None and made.get("split") is not None:
+        differs.append(made["split"] != split)
+    if any(differs):
+        raise ValueError(
+            f"pseudo_labels={pseudo_labels!r} labels {made.get('root')} split "
+            f"{made.get('split')!r}, but this run trains on {Path(root or '.').resolve()} split "
+            f"{split!r}; generate a store for this data (python -m wseg.labels generate --config "
+            "...), or, if it is a copy of the same images, set pseudo_labels_same_data: true"
+        )
 
 
 def pseudo_positions(

@@ -9,9 +9,11 @@ import contextlib
 import datetime
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from wseg.data.records import SegmentationSource
-from wseg.data.store import PseudoLabelStore
+from wseg.data.store import PseudoLabelStore, ids_digest
 from wseg.labels.generators import LabelGenerator
 from wseg.parallel import pool_imap_unordered
 
@@ -67,11 +69,14 @@ class GenerationSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(source: SegmentationSource, generator: LabelGenerator, store_path: str) -> None:
+def _init_worker(
+    source: SegmentationSource, generator: LabelGenerator, store_path: str, run_id: str
+) -> None:
     """Pool initializer: one thread per worker process; keep the job's objects in the worker."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    _WORKER.update(source=source, generator=generator, store=PseudoLabelStore(store_path))
+    store = PseudoLabelStore(store_path)
+    _WORKER.update(source=source, generator=generator, store=store, run_id=run_id)
 
 
 def _run_one(index: int) -> tuple[str, dict[str, int], float]:
@@ -91,6 +96,8 @@ def _run_one(index: int) -> tuple[str, dict[str, int], float]:
         raise ValueError(
             f"{sample.id}: generator {generator.name} returned {label.shape}, not {sample.size}"
         )
+    # Logged first: a label on disk always has its line (a line without a label is ignored).
+    store.record_stats(sample.id, _WORKER["run_id"], counts, seconds)
     store.write(sample.id, label)
     return sample.id, dict(counts), seconds
 
@@ -114,7 +121,9 @@ def generate(
 
     The store is ``<out>/<generator>-<hash8>``, the hash covering the generator's options and
     ``dataset`` (name, root, split, reader options): a changed config makes a new store. Only ids
-    without a label are generated, so an interrupted run resumes where it stopped. Samples run in a
+    without a label are generated, so an interrupted run resumes where it stopped; the statistics
+    of the labels a killed run wrote (kept in the store's log as each label is written) become a
+    run record marked ``interrupted`` in the manifest. Samples run in a
     process pool of ``workers`` processes (one thread each); under an initialised torch.distributed
     group each rank takes ``ids[rank::world_size]`` and rank 0 records the run in the manifest.
 
@@ -140,6 +149,23 @@ def generate(
     store = PseudoLabelStore.create_or_resume(
         out, config, kind=generator.kind, classes=list(source.classes), num_images=len(ids)
     )
+    run_id = uuid.uuid4().hex
+    if world_size > 1:  # one run id for every rank's log lines
+        shared = [run_id]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        run_id = shared[0]
+    if rank == 0:
+        root = dataset.get("root", getattr(source, "root", None))
+        data = {
+            "root": None if root is None else str(Path(root).resolve()),
+            "split": dataset.get("split", getattr(source, "split", None)),
+            "num_images": len(ids),
+            "ids_sha256": ids_digest(ids),
+        }
+        runs = [*store.manifest.get("runs", []), *_interrupted_runs(store)]
+        store.update_manifest(data=data, runs=runs)
+    if world_size > 1:
+        torch.distributed.barrier()
     mine = shard(list(range(len(ids))), rank, world_size)
     todo = [index for index in mine if not store.has(ids[index])]
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -155,10 +181,10 @@ def generate(
     )
     with contextlib.ExitStack() as stack:
         if workers == 1 or len(todo) <= 1:
-            _WORKER.update(source=source, generator=generator, store=store)
+            _WORKER.update(source=source, generator=generator, store=store, run_id=run_id)
             results = map(_run_one, todo)
         else:
-            args = (source, generator, str(store.path))
+            args = (source, generator, str(store.path), run_id)
             results = stack.enter_context(
                 pool_imap_unordered(_run_one, todo, workers, _init_worker, args)
             )
@@ -173,6 +199,7 @@ def generate(
             _WORKER.clear()
     seconds = time.perf_counter() - start
     run = {
+        "run_id": run_id,
         "started": started,
         "generated": len(generated),
         "skipped": len(mine) - len(todo),
@@ -199,6 +226,35 @@ def generate(
         generator_seconds=generator_seconds,
         stats=dict(run["stats"]),
     )
+
+
+def _interrupted_runs(store: PseudoLabelStore) -> list[dict[str, Any]]:
+    """Run records for the labels in the store's log whose run never recorded itself (killed)."""
+    recorded = {run.get("run_id") for run in store.manifest.get("runs", [])}
+    lost: dict[str, dict[str, Any]] = {}
+    for image_id, (run_id, stats, seconds) in store.logged_stats().items():
+        if run_id in recorded or not store.has(image_id):
+            continue
+        run = lost.setdefault(
+            run_id,
+            {
+                "run_id": run_id,
+                "interrupted": True,
+                "started": None,
+                "generated": 0,
+                "skipped": 0,
+                "seconds": None,
+                "generator_seconds": 0.0,
+                "stats": Counter(),
+            },
+        )
+        run["generated"] += 1
+        run["generator_seconds"] += seconds
+        run["stats"].update(stats)
+    for run in lost.values():
+        run["stats"] = dict(run["stats"])
+        run["generator_seconds"] = round(run["generator_seconds"], 3)
+    return list(lost.values())
 
 
 def _merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
