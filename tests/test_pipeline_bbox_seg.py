@@ -22,7 +22,7 @@ def tiny_data_args(root: Path) -> list[str]:
 
 def test_settings_are_subcommand_configs_with_a_store_placeholder() -> None:
     assert "bbox-seg" in commands()
-    assert set(SETTINGS) == {"demo", "demo_semi", "tiny_coco", "voc", "voc_semi"}
+    assert set(SETTINGS) == {"demo", "demo_semi", "tiny_coco", "voc", "voc_semi", "camvid"}
     for config in SETTINGS.values():
         data = load_config(config)["data"]["init_args"]
         assert "REPLACE_WITH_STORE_HASH" in data["pseudo_labels"]

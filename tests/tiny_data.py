@@ -27,6 +27,37 @@ TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco
 """The 100 shared real COCO photographs (``../shared/data/tiny_coco``); tests using them skip,
 saying so, in a checkout that has no ``../shared`` beside it."""
 
+CAMVID = TINY_COCO.parent / "camvid"
+"""The 468 shared real CamVid street frames in the Cityscapes layout (``../shared/data/camvid``);
+tests using them skip, saying so, where it is absent."""
+
+
+def camvid_subset(out: Path, frames: dict[str, int]) -> Path:
+    """A few real CamVid frames per split, copied in the Cityscapes layout to ``out`` (a tmp dir).
+
+    Args:
+        out: Where the small dataset is written.
+        frames: Split -> number of frames (the first of the split's list).
+
+    Returns:
+        ``out``.
+    """
+    import shutil
+
+    for split, count in frames.items():
+        names = (CAMVID / f"{split}.txt").read_text().split()[:count]
+        for folder, suffixes in (
+            ("leftImg8bit", ("leftImg8bit",)),
+            ("gtFine", ("gtFine_labelIds", "gtFine_instanceIds")),
+        ):
+            target = out / folder / split / "camvid"
+            target.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                for suffix in suffixes:
+                    file = f"{name}_{suffix}.png"
+                    shutil.copy(CAMVID / folder / split / "camvid" / file, target / file)
+    return out
+
 
 BYOD_CATEGORIES = {
     11: "crack",

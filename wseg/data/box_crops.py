@@ -152,6 +152,8 @@ class BoxCropDataModule(L.LightningDataModule):
         require_masks: VOC: fail on an image without a class mask.
         voc_mask_dir: VOC: ``auto``, ``SegmentationClass`` or ``SegmentationClassAug``.
         cityscapes_protocol: Cityscapes: ``objects11`` or ``19``.
+        cityscapes_min_component_pixels: Cityscapes: smallest pole / traffic light / sign
+            component that becomes a box.
         coco_class_map: COCO: ``voc`` or ``coco``.
         synthetic_num_train: Synthetic: number of training images generated.
         synthetic_num_val: Synthetic: number of validation images generated.
@@ -181,6 +183,7 @@ class BoxCropDataModule(L.LightningDataModule):
         require_masks: bool = True,
         voc_mask_dir: Literal["auto", "SegmentationClass", "SegmentationClassAug"] = "auto",
         cityscapes_protocol: Literal["objects11", "19"] = "objects11",
+        cityscapes_min_component_pixels: int = 1,
         coco_class_map: Literal["voc", "coco"] = "voc",
         synthetic_num_train: int = 200,
         synthetic_num_val: int = 50,
@@ -209,6 +212,7 @@ class BoxCropDataModule(L.LightningDataModule):
             box_source=box_source,
             require_masks=require_masks,
             cityscapes_protocol=cityscapes_protocol,
+            cityscapes_min_component_pixels=cityscapes_min_component_pixels,
             coco_class_map=coco_class_map,
             synthetic_num_train=synthetic_num_train,
             synthetic_num_val=synthetic_num_val,

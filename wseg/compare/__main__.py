@@ -1,0 +1,5 @@
+"""``python -m wseg.compare``."""
+
+from wseg.compare.command import main
+
+main()
