@@ -108,6 +108,15 @@ def test_stage_config_wires_split_inputs_and_final_checkpoint(tmp_path: Path) ->
     half = stage_config(selfcorr_stages(DEMO, "conv")[0], "demo", tmp_path, splits)
     assert half["data"]["init_args"]["strong_split_file"] == str(splits["ancillary_half"])
     assert half["data"]["init_args"]["num_strong"] == 2
+    # head_split="head_half": the head's pretraining sees only the half the ancillary did not.
+    splits["head_half"] = tmp_path / "head_half.txt"
+    splits["head_half"].write_text("c\nd\n")
+    held_out = selfcorr_stages(DEMO, "conv", head_split="head_half")[1]
+    data = stage_config(held_out, "demo", tmp_path, splits)["data"]["init_args"]
+    assert data["strong_split_file"] == str(splits["head_half"]) and data["num_strong"] == 2
+    assert data["strong_only"] is True
+    with pytest.raises(ValueError, match="head_split"):
+        selfcorr_stages(DEMO, "conv", head_split="ancillary_half")
 
 
 def test_stage_without_split_keeps_the_configs_split_and_sets_data_args(tmp_path: Path) -> None:

@@ -110,6 +110,12 @@ def _scribbles(parser: argparse.ArgumentParser) -> None:
 def _selfcorr(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default="conv", choices=sorted(selfcorr.MODES))
     parser.add_argument("--num-strong", type=int, help="size of F (default: the setting's)")
+    parser.add_argument(
+        "--head-split",
+        default="strong",
+        choices=selfcorr.HEAD_SPLITS,
+        help="conv head pretraining on all of F (strong) or the half the ancillary did not see",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
 
 

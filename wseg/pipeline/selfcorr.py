@@ -42,6 +42,10 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = load_settings(COMMAND, Setting)
+HEAD_SPLITS = ("strong", "head_half")
+"""What the conv head's pretraining (stage 2) trains on: all of F (the paper's step 2, "the fully
+supervised data (F) is used") or only the half of F the ancillary model did not see (the paper's
+rationale: "the second half of F is held out to help the self-correcting network")."""
 MODES = {
     "none": ["ancillary", "none"],
     "linear": ["ancillary", "linear"],
@@ -50,15 +54,17 @@ MODES = {
 }
 
 
-def selfcorr_stages(setting: Setting, mode: str) -> list[Stage]:
+def selfcorr_stages(setting: Setting, mode: str, head_split: str = "strong") -> list[Stage]:
     """The stages of self-correction (Ibrahim et al. 2020) for a mode, in order.
 
     ``none``/``linear``: the ancillary model on F, then the primary model on F and W. ``conv``
-    (sec. 3.4): the ancillary model on half of F, primary + head on F, then on F and W.
+    (sec. 3.4): the ancillary model on half of F, primary + head on F (``head_split="strong"``)
+    or on the other half only (``"head_half"``, see `HEAD_SPLITS`), then on F and W.
 
     Args:
         setting: Dataset configs and F size.
         mode: ``none``, ``linear``, ``conv`` or ``all`` (every stage of the three).
+        head_split: ``strong`` or ``head_half``: the data of the conv head's pretraining.
 
     Returns:
         The stages.
@@ -66,6 +72,8 @@ def selfcorr_stages(setting: Setting, mode: str) -> list[Stage]:
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    if head_split not in HEAD_SPLITS:
+        raise ValueError(f"head_split must be one of {HEAD_SPLITS}, got {head_split!r}")
     configs = setting.configs
     stages = {
         "ancillary": Stage("ancillary", configs["ancillary"], strong_only=True),
@@ -77,6 +85,7 @@ def selfcorr_stages(setting: Setting, mode: str) -> list[Stage]:
         "conv_pretrain": Stage(
             "conv_pretrain",
             configs["conv"],
+            split=head_split,
             strong_only=True,
             model_args={"stage": "pretrain", "init_checkpoint": None},
             inputs={"ancillary_checkpoint": "ancillary_half"},
@@ -133,9 +142,9 @@ def make_splits(config: Path, num_strong: int, extra: Sequence[str], out: Path) 
     return paths
 
 
-def fit_stages(setting: str, mode: str = "conv") -> list[Stage]:
+def fit_stages(setting: str, mode: str = "conv", head_split: str = "strong") -> list[Stage]:
     """The chain of ``setting`` in ``mode`` (`selfcorr_stages`)."""
-    return selfcorr_stages(setting_named(SETTINGS, setting, COMMAND), mode)
+    return selfcorr_stages(setting_named(SETTINGS, setting, COMMAND), mode, head_split)
 
 
 def run_chain(
@@ -145,6 +154,7 @@ def run_chain(
     *,
     mode: str = "conv",
     num_strong: int | None = None,
+    head_split: str = "strong",
     dry_run: bool = False,
     stage_overrides: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -156,6 +166,8 @@ def run_chain(
         overrides: Arguments for every stage's ``python -m wseg fit``.
         mode: ``none``, ``linear``, ``conv`` or ``all`` (`MODES`).
         num_strong: Size of F (None: the setting's).
+        head_split: ``strong`` or ``head_half``: the data of the conv head's pretraining
+            (`HEAD_SPLITS`).
         dry_run: Print the fit commands only.
         stage_overrides: Stage name -> arguments for that stage only.
 
@@ -167,5 +179,5 @@ def run_chain(
     folder = Path(out) / setting
     size = chosen.num_strong if num_strong is None else num_strong
     splits = make_splits(chosen.configs["ancillary"], size, overrides, folder)
-    planned = selfcorr_stages(chosen, mode)
+    planned = selfcorr_stages(chosen, mode, head_split)
     return run_and_report(planned, setting, folder, splits, overrides, dry_run, stage_overrides)
