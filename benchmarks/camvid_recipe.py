@@ -7,8 +7,8 @@ training, the val mIoU and the per-class IoU. Curves are appended to
 ``<out>/curves.jsonl`` (one line per variant, so finished variants are kept when a later one is
 cut) and the table of all recorded variants is printed and written to ``<out>/recipe.md``.
 
-Run: ``python -m benchmarks.camvid_recipe [--root ../shared/data/camvid] [--variants base adamw]``
-(each variant is about 10 minutes on 2 CPU cores).
+Run: ``python -m benchmarks.camvid_recipe [--root ../shared/data/camvid] [--variants base adamw]
+[-- <fit arguments>]`` (each variant is about 10 minutes on 2 idle CPU cores).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ class ValidationCurve(Callback):
         print(f"[recipe] {point}", flush=True)
 
 
-def run_variant(name: str, root: str | None, out: Path) -> dict:
-    """Fit one variant; its curve as a dict."""
-    args = ["--config", str(CONFIG), *VARIANTS[name]]
+def run_variant(name: str, root: str | None, out: Path, extra: list[str] = ()) -> dict:
+    """Fit one variant (``extra``: more fit arguments, after the variant's); its curve."""
+    args = ["--config", str(CONFIG), *VARIANTS[name], *extra]
     args += ["--trainer.logger.init_args.save_dir", str(out / name)]
     args += ["--trainer.logger.init_args.name", f"camvid_recipe_{name}"]
     args += ["--trainer.default_root_dir", str(out / name)]
@@ -108,11 +108,12 @@ def main() -> None:
     parser.add_argument("--root", help="CamVid root (default: the YAML's ../shared/data/camvid)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("runs/camvid_recipe"))
+    parser.add_argument("extra", nargs="*", help="after --: fit arguments for every variant")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "curves.jsonl"
     for name in args.variants:
-        curve = run_variant(name, args.root, args.out)
+        curve = run_variant(name, args.root, args.out, args.extra)
         with open(log, "a") as handle:
             handle.write(json.dumps(curve) + "\n")
     curves = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]

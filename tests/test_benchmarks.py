@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_data import CAMVID, camvid_subset
 
 from benchmarks import dataset_root, describe_data, fit_timed, segmentation_data, val_miou
 from wseg.data.datamodule import WeakSegDataModule
@@ -158,3 +159,19 @@ def test_self_correction_benchmark_prints_every_model_and_target(tmp_path) -> No
     for target in ("no SC: argmax p_anc", "conv SC at the end: q_conv"):
         percent_after(out, target)
     assert "conv >= no self-correction:" in out
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"{CAMVID} (the shared CamVid frames) is absent")
+def test_camvid_recipe_records_a_validation_curve(tmp_path) -> None:
+    root = camvid_subset(tmp_path / "camvid", {"train": 2, "val": 1})
+    tiny = ["--data.init_args.crop_size", "64", "--data.init_args.batch_size", "2"]
+    tiny += ["--data.init_args.num_workers", "0", "--model.init_args.encoder_weights", "null"]
+    tiny += ["--model.init_args.encoder", "tu-mobilenetv3_small_050"]
+    tiny += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "1"]
+    out = tmp_path / "recipe"
+    args = ["--root", str(root), "--variants", "adamw", "--out", str(out), "--", *tiny]
+    table = run_benchmark("camvid_recipe", *args)
+    rows = [line for line in table.splitlines() if line.startswith("| adamw |")]
+    assert [row.split(" | ")[2] for row in rows] == ["1", "2"]  # a row per validation: its step
+    assert all(0.0 <= float(row.split(" | ")[4]) <= 100.0 for row in rows)  # val mIoU
+    assert (out / "recipe.md").read_text().splitlines()[2:] == rows
