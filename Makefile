@@ -59,7 +59,7 @@ box2tag: $(STAMP) ## Box2Tag chain, restartable: class networks -> pseudo GT -> 
 scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc_original)
 	$(PY) -m wseg.pipeline scribbles --setting $(SETTING)
 
-compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|tiny_coco|voc [ROOT=dir]; rows resume)
+compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|camvid|tiny_coco|voc [ROOT=dir]; rows resume)
 	$(PY) -m wseg.compare --data $(DATA) $(if $(ROOT),--root $(ROOT))
 
 bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
