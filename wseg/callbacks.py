@@ -236,6 +236,19 @@ class ValidationOverlays(Callback):
                 logger.log_metrics({"val/overlays": images}, step=step)
 
 
+class RunFolderCheckpoints(Callback):
+    """Put the checkpoints of a fit without a logger into its run folder (`wseg.runs.run_dir`).
+
+    Lightning would write them to ``<default_root_dir>/checkpoints``, by default in the working
+    directory, even under ``fast_dev_run`` (its ``save_last`` at the end of training).
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Point checkpoint callbacks without a ``dirpath`` at the run folder (fit only)."""
+        if stage == TrainerFn.FITTING:
+            use_run_dir_for_checkpoints(trainer)
+
+
 HPARAMS_PREFIX = "hparams/"
 """Where `RunConfigCallback` puts ``log_hyperparams`` in the W&B config."""
 
@@ -300,12 +313,6 @@ class RunConfigCallback(SaveConfigCallback):
         kwargs["save_to_log_dir"] = False  # `save_config` writes to the run's folder instead
         super().__init__(*args, **kwargs)
         self._best: dict[str, float] = {}
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Put a logger-less fit's checkpoints in its run folder, then save the config."""
-        if stage == TrainerFn.FITTING:
-            use_run_dir_for_checkpoints(trainer)
-        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write ``config.yaml`` to the run's folder (fit only) and push it to W&B (rank 0).

@@ -10,11 +10,19 @@ off) has no such folder; Lightning would use ``default_root_dir``, by default th
 directory, where the next run's files would meet this one's. Such a run gets a new folder of its
 own, ``<default_root_dir>/runs/run_<n>/`` (the first free ``n``), chosen once per trainer;
 `use_run_dir_for_checkpoints` puts its checkpoints there too.
+
+The records of `resume_record_path` let the command line find the run of a command again: a fit
+killed mid-way is continued in its own folder (and W&B run) when the same command is rerun.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import zipfile
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import WandbLogger
@@ -72,3 +80,44 @@ def use_run_dir_for_checkpoints(trainer: Trainer) -> None:
     for callback in trainer.checkpoint_callbacks:
         if getattr(callback, "dirpath", "") is None:
             callback.dirpath = str(folder)
+
+
+RESUME_FOLDER = ".wseg_resume"
+"""Folder, beside the runs of a logger's ``save_dir``, of the records `resume_record` reads."""
+
+
+def resume_record_path(runs_root: Path, key: str) -> Path:
+    """Where the record of the fits of one command (one config, ``key``) lives under a runs root."""
+    return Path(runs_root) / RESUME_FOLDER / f"{key}.json"
+
+
+def read_resume_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``: ``status`` (``running``/``finished``), ``run_dir``, ``run_id``."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "status" in record else None
+
+
+def write_resume_record(path: Path, **fields: Any) -> None:
+    """Write (atomically) the record of a fit: its status, run folder and W&B run id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record = {**(read_resume_record(path) or {}), **fields, "updated": stamp}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a crashed run resumes from: ``checkpoints/last.ckpt``, else the newest.
+
+    A file cut short by the kill (torch writes a zip archive; a truncated one has no directory)
+    is passed over for the next newest.
+    """
+    checkpoints = Path(folder) / "checkpoints"
+    saved = sorted(
+        checkpoints.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime)
+    )
+    return next((path for path in reversed(saved) if zipfile.is_zipfile(path)), None)
