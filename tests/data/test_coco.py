@@ -204,3 +204,15 @@ def test_every_malformed_annotation_is_listed_or_skipped_with_a_counted_warning(
         source = COCOSource(coco_root, "s", skip_bad_annotations=True)
     assert source.problems.count("annotations with a bad 'image_id' dropped") == 1
     assert len(source.load(1).boxes) == 0  # both of img8's annotations were dropped
+
+
+def test_the_datamodule_option_skips_bad_annotations(coco_root):
+    from wseg.data import WeakSegDataModule
+
+    rewrite(coco_root, lambda annotations: annotations[6].update(bbox="a"))
+    options = {"dataset": "coco", "root": str(coco_root), "train_split": "s", "val_split": "s"}
+    with pytest.raises(ValueError, match="annotation id 7, field 'bbox'"):
+        WeakSegDataModule(**options).make_source("s")
+    with pytest.warns(DataWarning, match="1 annotations with a bad 'bbox' dropped"):
+        source = WeakSegDataModule(**options, coco_skip_bad_annotations=True).make_source("s")
+    assert len(source) == 3

@@ -68,6 +68,8 @@ class WeakSegDataModule(L.LightningDataModule):
             splits' XMLs; COCO, the training JSON's categories in id order. Saved beside the
             run's checkpoints as ``class_names.txt`` and in the checkpoint. None: the dataset's.
         coco_category_map: COCO: JSON category name -> class name (``background`` drops it).
+        coco_skip_bad_annotations: COCO: drop annotations with an unknown ``image_id``, a
+            malformed ``bbox`` or no ``category_id`` (counted warning) instead of failing.
         scribbles: ``none``, ``dataset`` (the dataset's scribble files) or ``synthesize``.
         scribble_dir: VOC: folder of ScribbleSup XMLs under root (synthetic: ``Scribbles``).
         scribble_width: Stroke width in pixels of read or synthesised scribbles.
@@ -122,6 +124,7 @@ class WeakSegDataModule(L.LightningDataModule):
         coco_class_map: Literal["voc", "coco"] = "voc",
         class_names: list[str] | Literal["from_data"] | None = None,
         coco_category_map: dict[str, str] | None = None,
+        coco_skip_bad_annotations: bool = False,
         scribbles: Literal["none", "dataset", "synthesize"] = "none",
         scribble_dir: str | None = None,
         scribble_width: int = 3,
@@ -222,6 +225,7 @@ class WeakSegDataModule(L.LightningDataModule):
             cityscapes_min_component_pixels=cityscapes_min_component_pixels,
             coco_class_map=coco_class_map,
             coco_category_map=coco_category_map,
+            coco_skip_bad_annotations=coco_skip_bad_annotations,
             scribbles=scribbles,
             scribble_dir=scribble_dir,
             scribble_width=scribble_width,

@@ -27,6 +27,7 @@ def source_options(
     scribble_dir: str | None,
     scribble_width: int,
     cityscapes_min_component_pixels: int = 1,
+    coco_skip_bad_annotations: bool = False,
 ) -> dict[str, Any]:
     """Assemble the keyword options of one dataset layout's reader (all but root and split).
 
@@ -48,6 +49,7 @@ def source_options(
         scribble_width: Stroke width in pixels of read scribbles.
         cityscapes_min_component_pixels: Cityscapes: smallest pole / traffic light / sign
             component that becomes a box.
+        coco_skip_bad_annotations: COCO: drop malformed annotations with a counted warning.
 
     Returns:
         The options, with ``classes`` when ``class_names`` resolves to a list.
@@ -74,6 +76,8 @@ def source_options(
         options = {"class_map": coco_class_map}
         if coco_category_map:
             options["category_map"] = dict(coco_category_map)
+        if coco_skip_bad_annotations:  # the reader's default (False): options stay as before
+            options["skip_bad_annotations"] = True
     chosen = resolve_class_names(dataset, root, splits, class_names, coco_category_map)
     if chosen is not None:
         options["classes"] = chosen
