@@ -12,6 +12,7 @@ import yaml
 
 from wseg.cli import main
 from wseg.errors import TRACEBACK_VARIABLE, run_command
+from wseg.pipeline.stages import StageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,8 +113,28 @@ def test_run_command_prints_clean_errors_and_passes_others(capsys, monkeypatch) 
     assert capsys.readouterr().err.startswith(
         "python -m wseg.labels: error: split list x.txt not found\n"
     )
+
+    def failed_stage() -> None:
+        raise StageError("stage 'fit' failed (exit code 1, final.ckpt missing)")
+
+    with pytest.raises(SystemExit):
+        run_command("python -m wseg.pipeline", failed_stage)
+    assert "python -m wseg.pipeline: error: stage 'fit' failed" in capsys.readouterr().err
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         run_command("python -m wseg.labels", lambda: 1 / 0)
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
     with pytest.raises(FileNotFoundError):
         run_command("python -m wseg.labels", bad)
+
+
+def test_generate_reports_a_missing_root_without_traceback(tmp_path) -> None:
+    args = ["generate", "--dataset", "voc", "--root", str(tmp_path / "none"), "--generator", "rect"]
+    result = subprocess.run(
+        [sys.executable, "-m", "wseg.labels", *args, "--out", str(tmp_path / "stores")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("python -m wseg.labels: error: VOC root ")

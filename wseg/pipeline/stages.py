@@ -22,6 +22,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from wseg.data.strong_split import load_split
+from wseg.errors import WsegError
 
 FINAL = "final.ckpt"
 METRICS = "metrics.json"
@@ -269,6 +270,10 @@ def stage_environment(last: bool) -> dict[str, str]:
     return env
 
 
+class StageError(WsegError, RuntimeError):
+    """A stage's fit failed (its own message is above it); rerunning the chain retries it."""
+
+
 def run_stages(
     stages: Sequence[Stage],
     setting_name: str,
@@ -343,7 +348,7 @@ def run_stages(
             env = stage_environment(last=sweep_stage and stage is stages[-1])
             code = subprocess.run(command, check=False, env=env).returncode
             if code != 0 or not final.exists():
-                raise RuntimeError(
+                raise StageError(
                     f"stage {stage.name!r} failed (exit code {code}, {final} "
                     f"{'present' if final.exists() else 'missing'}); its config is {path}; "
                     "rerun the same command to retry from this stage"
