@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb
 
 from wseg.callbacks import NonFiniteError, NonFiniteGuard
 from wseg.cli import main
@@ -90,6 +91,7 @@ def test_an_experiment_yaml_stops_on_a_non_finite_loss_and_saves_no_checkpoint(
     assert "at global step 1 (epoch 0, images " in message
     assert "learning rate too high" in message and "precision=32-true" in message
     assert checkpoints(tmp_path) == []
+    wandb.finish()  # the fit stopped with an error: end its (offline) W&B run here
 
 
 def test_skip_finishes_the_fit_with_finite_checkpoints(voc_root, tmp_path) -> None:

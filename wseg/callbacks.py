@@ -422,7 +422,8 @@ class NonFiniteGuard(Callback):
         self.action = action
         self.skipped = 0
         self.skipped_steps: list[int] = []
-        self._loss: Tensor | None = None
+        self._losses: list[Tensor] = []
+        self._terms: list[dict[str, Any]] = []
         self._ids: list[str] = []
         self._buffers: dict[str, Tensor] = {}
 
@@ -438,24 +439,30 @@ class NonFiniteGuard(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        """Note the batch's ids; keep the buffers the forward pass may change (a few kB)."""
-        self._loss = None
-        self._ids = (
-            [str(i) for i in batch["id"]] if isinstance(batch, dict) and "id" in batch else []
-        )
-        self._buffers = {n: b.detach().clone() for n, b in pl_module.named_buffers()}
+        """Note the batch's ids; keep the buffers the forward passes may change (a few kB).
+
+        With gradient accumulation, one optimiser step follows several batches: the buffers are
+        kept at the first of them, the ids and losses of all.
+        """
+        if batch_idx % max(1, trainer.accumulate_grad_batches) == 0:
+            self._losses, self._terms, self._ids = [], [], []
+            self._buffers = {n: b.detach().clone() for n, b in pl_module.named_buffers()}
+        if isinstance(batch, dict) and "id" in batch:
+            self._ids += [str(i) for i in batch["id"]]
 
     def on_before_backward(
         self, trainer: Trainer, pl_module: LightningModule, loss: Tensor
     ) -> None:
-        """Keep the loss the gradients come from."""
-        self._loss = loss.detach()
+        """Keep the losses the gradients come from, and the terms the method logged for each."""
+        self._losses.append(loss.detach())
+        self._terms.append(dict(getattr(pl_module, "step_terms", {}) or {}))
 
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         """Stop, or drop this step, if the loss or (without a gradient scaler) a gradient is bad."""
-        loss_bad = self._loss is not None and not bool(torch.isfinite(self._loss).all())
+        finite = [torch.isfinite(loss).all() for loss in self._losses]
+        loss_bad = bool(finite) and not bool(torch.stack(finite).all())
         gradients: list[str] = []
         total = 0
         if getattr(trainer.precision_plugin, "scaler", None) is None:
@@ -528,16 +535,17 @@ class NonFiniteGuard(Callback):
         total: int,
         buffers: list[str],
     ) -> str:
-        terms = dict(getattr(pl_module, "step_terms", {}) or {})
-        if not terms and self._loss is not None:
-            terms = {"loss": self._loss}
-        scalars = {
-            name: value
-            for name, value in terms.items()
-            if not isinstance(value, Tensor) or value.numel() == 1
-        }
-        bad = [_format_term(n, v) for n, v in scalars.items() if not math.isfinite(float(v))]
-        good = [_format_term(n, v) for n, v in scalars.items() if math.isfinite(float(v))]
+        # The terms of every batch since the last step; a term is shown non-finite if it was
+        # in any of them (gradient accumulation), else with its latest value.
+        scalars: dict[str, float] = {}
+        for index, terms in enumerate(self._terms):
+            for name, value in (terms or {"loss": self._losses[index]}).items():
+                if isinstance(value, Tensor) and value.numel() != 1:
+                    continue
+                if math.isfinite(scalars.get(name, 0.0)):
+                    scalars[name] = float(value)
+        bad = [_format_term(n, v) for n, v in scalars.items() if not math.isfinite(v)]
+        good = [_format_term(n, v) for n, v in scalars.items() if math.isfinite(v)]
         step = trainer.global_step
         where = f"global step {step} (epoch {trainer.current_epoch}"
         where += f", images {', '.join(self._ids)})" if self._ids else ")"

@@ -93,3 +93,20 @@ def test_the_message_separates_the_non_finite_terms_from_the_finite_ones(tmp_pat
 def test_an_unknown_action_is_an_error() -> None:
     with pytest.raises(ValueError, match="'stop' or 'skip', got 'ignore'"):
         NonFiniteGuard(action="ignore")  # type: ignore[arg-type]
+
+
+def test_with_gradient_accumulation_a_nan_in_any_batch_of_the_step_is_named(tmp_path) -> None:
+    model = WithFiniteTerm(num_classes=NUM_CLASSES, **TINY)
+    trainer = quiet_trainer(
+        tmp_path,
+        max_epochs=1,
+        limit_val_batches=0,
+        accumulate_grad_batches=2,
+        callbacks=[NonFiniteGuard()],
+    )
+    with pytest.raises(NonFiniteError) as error:
+        trainer.fit(model, loader_with_nan_batch(4, bad=2))  # the first batch of step 1
+    message = str(error.value)
+    assert "global step 1 (epoch 0, images img_2_0, img_2_1, img_3_0, img_3_1)" in message
+    assert "loss terms not finite: train/loss=nan" in message
+    assert trainer.global_step == 1 and all_finite(model)
