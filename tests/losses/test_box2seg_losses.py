@@ -14,6 +14,7 @@ from wseg.losses.box2seg_losses import (
     dense_cross_entropy,
     fill_rate_loss,
     fill_rates,
+    floored_attention,
     foreground_loss,
     grabcut_loss,
     one_hot_labels,
@@ -169,6 +170,40 @@ def test_alpha_gradient_balance_of_weighted_foreground_loss_and_regularisers(y: 
     attention_box_loss(attention, box).backward()  # Eq. 6 / m: 2 (alpha - B) / 8 per box pixel
     assert attention.grad[0, 0, 0, 0].item() == pytest.approx(2 * (0.2 - 1) / 8)
     assert (fg + 2 * (0.2 - 1) / 8 > 0) == (y < math.exp(-1.6 / 10))
+
+
+def test_floored_attention_rescales_a_box_mean_below_the_fill_rate_target() -> None:
+    # The 1 x 4 image: a class-1 box on pixels 1-3, GrabCut fills 2 of 3 (eta = 2/3), so the
+    # target is gamma eta = 0.6 x 2/3 = 0.4. alpha in the box 0.1, 0.2, 0.3: mean 0.2 < 0.4,
+    # scaled by 2 to 0.2, 0.4, 0.6; pixel 0 (outside) and class 2 (no box, target 0) unchanged.
+    box, grabcut = one_hot_labels(BOX_LABEL, 3), one_hot_labels(GRABCUT_LABEL, 3)
+    alpha = torch.tensor([[[[0.9, 0.1, 0.2, 0.3]], [[0.5, 0.5, 0.5, 0.5]]]], requires_grad=True)
+    weights = floored_attention(alpha, grabcut, box, gamma=0.6)
+    assert weights[0, 0, 0].tolist() == pytest.approx([1.0, 0.2, 0.4, 0.6])  # 0.9 x 2, clipped
+    assert weights[0, 1, 0].tolist() == pytest.approx([0.5] * 4)
+    # Above the target alpha is left as it is; a scaled-up weight stops at 1.
+    high = torch.tensor([[[[0.0, 0.5, 0.5, 0.8]], [[0.0, 0.0, 0.0, 0.0]]]])
+    assert torch.equal(floored_attention(high, grabcut, box, 0.6), high)
+    low = torch.tensor([[[[0.0, 0.05, 0.05, 0.2]], [[0.0, 0.0, 0.0, 0.0]]]])
+    assert floored_attention(low, grabcut, box, 0.6)[0, 0, 0].tolist() == pytest.approx(
+        [0.0, 0.2, 0.2, 0.8]
+    )
+    # The scale is alpha's own, so L_fg's gradient only moves attention between the box's pixels
+    # (no component along alpha: the mean cannot fall): with -log y = c = 1, 2, 3 it is
+    # s (c_j - alpha-weighted mean of c), s = 2.
+    costs = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    (weights[0, 0, 0] * costs).sum().backward()
+    weighted_mean = (0.1 * 1 + 0.2 * 2 + 0.3 * 3) / 0.6
+    expected = [2 * (c - weighted_mean) for c in (1.0, 2.0, 3.0)]
+    assert alpha.grad[0, 0, 0, 1:].tolist() == pytest.approx(expected)
+    along = (alpha[0, 0, 0, 1:] * alpha.grad[0, 0, 0, 1:]).sum()
+    assert along.item() == pytest.approx(0.0, abs=1e-6)
+    # "pixel": t + (1 - t) alpha, with t = 0.4 on class 1 and 0 on class 2 (no box).
+    pixel = floored_attention(alpha, grabcut, box, gamma=0.6, mode="pixel")
+    assert pixel[0, 0, 0].tolist() == pytest.approx([0.94, 0.46, 0.52, 0.58])
+    assert pixel[0, 1, 0].tolist() == pytest.approx([0.5] * 4)
+    with pytest.raises(ValueError, match="mode"):
+        floored_attention(alpha, grabcut, box, mode="max")
 
 
 def test_sample_pixels_per_class_draws_equally_and_skips_ignore() -> None:

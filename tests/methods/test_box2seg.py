@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch
+from fake_batches import NUM_CLASSES, TINY, batch_loader, make_batch, quiet_trainer
 from lightning.pytorch import Trainer
 
 from wseg.losses.box2seg_losses import (
@@ -11,6 +11,8 @@ from wseg.losses.box2seg_losses import (
     attention_weighted_loss,
     box_loss,
     fill_rate_loss,
+    fill_rates,
+    floored_attention,
     grabcut_loss,
     one_hot_labels,
 )
@@ -33,7 +35,7 @@ def grabcut_batch() -> dict:
 
 @pytest.mark.parametrize("attention_reg", ["fill_rate", "bbox"])
 def test_main_loss_is_eq_11_on_the_outputs(attention_reg: str) -> None:
-    model = make_model(attention_reg=attention_reg, lambda_box=0.5).train()
+    model = make_model(attention_reg=attention_reg, lambda_box=0.5, attention_floor="none").train()
     batch = grabcut_batch()
     torch.manual_seed(1)
     loss = model.compute_loss(batch)
@@ -156,9 +158,59 @@ def test_grabcut_labels_are_required_and_hard() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"stage": "both"}, {"label": "tags"}, {"attention_reg": "l1"}, {"lambda_aw": -1.0},
-     {"gamma": 1.5}, {"pixels_per_class": 0},
+     {"gamma": 1.5}, {"pixels_per_class": 0}, {"attention_floor": "box"}, {"alpha_min": 1.0},
+     {"aw_warmup_steps": -1},
      {"lambda_gc": 0.0, "lambda_aw": 0.0, "lambda_alpha": 0.0, "lambda_affinity": 0.0}],
 )  # fmt: skip
 def test_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         make_model(**kwargs)
+
+
+def box_attention(model: Box2Seg, batch: dict) -> tuple[float, float]:
+    """Mean weight of L_fg over the foreground box pixels, and the mean gamma eta_c there."""
+    with torch.no_grad():
+        attention = model.net.branches(batch["image"]).attention
+        size = tuple(attention.shape[-2:])
+        box = one_hot_labels(resize_labels(batch["box_label"], size), NUM_CLASSES)
+        grabcut = one_hot_labels(resize_labels(batch["pseudo"], size), NUM_CLASSES)
+        inside = box[:, 1:]
+        weights = model.attention_weights(attention, grabcut, box)
+        target = model.hparams.gamma * fill_rates(grabcut, box)[..., None, None]
+    count = inside.sum()
+    return float((weights * inside).sum() / count), float((target * inside).sum() / count)
+
+
+@pytest.mark.parametrize("floor", ["pixel", "mean", "none"])
+def test_attention_stays_above_the_fill_rate_target_after_training(tmp_path, floor: str) -> None:
+    """Eq. 11's alpha falls to 0 in the boxes within a few steps; the floored one cannot."""
+    model = make_model(lambda_affinity=0.0, attention_floor=floor, lr=1e-3, poly_power=0.0)
+    loader = batch_loader(2)
+    for fake in loader.dataset.batches:
+        fake["pseudo"] = fake["mask"].clamp(max=NUM_CLASSES - 1)
+    start, target = box_attention(model, loader.dataset.batches[0])
+    assert start > 0.5 * target  # both start from the sigmoid's 0.5 or so
+    quiet_trainer(tmp_path, max_steps=20, limit_val_batches=0).fit(model, loader)
+    alpha, target = box_attention(model, loader.dataset.batches[0])
+    if floor != "none":
+        assert alpha >= 0.5 * target, (start, alpha, target)
+        assert model.trainer.callback_metrics["train/alpha_in_boxes"] >= 0.5 * target
+    else:
+        assert alpha < 0.5 * target, (start, alpha, target)  # issue 28's collapse
+
+
+def test_floor_bound_and_warm_up_change_only_the_weights_of_l_fg() -> None:
+    batch = grabcut_batch()
+    paper = make_model(attention_floor="none", lambda_affinity=0.0).train()
+    out = paper.net.branches(batch["image"])
+    box = one_hot_labels(resize_labels(batch["box_label"], (16, 16)), NUM_CLASSES)
+    grabcut = one_hot_labels(resize_labels(batch["pseudo"], (16, 16)), NUM_CLASSES)
+    assert torch.equal(paper.attention_weights(out.attention, grabcut, box), out.attention)
+    for floor in ("mean", "pixel"):
+        floored = make_model(attention_floor=floor, alpha_min=0.3)
+        weights = floored.attention_weights(out.attention, grabcut, box)
+        expected = 0.3 + 0.7 * floored_attention(out.attention, grabcut, box, 0.7, floor)
+        assert torch.allclose(weights, expected)
+    warm = make_model(aw_warmup_steps=4)
+    assert warm.aw_weight() == 10.0  # outside a fit: the full weight
+    assert make_model().hparams.attention_floor == "pixel"  # the default (issue 28)

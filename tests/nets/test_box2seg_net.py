@@ -57,3 +57,19 @@ def test_bad_arguments() -> None:
         Box2SegNet(1, encoder=ENCODER)
     with pytest.raises(ValueError, match="output_stride"):
         Box2SegNet(NUM_CLASSES, encoder=ENCODER, output_stride=0)
+    with pytest.raises(ValueError, match="attention_logit_bound"):
+        Box2SegNet(NUM_CLASSES, encoder=ENCODER, attention_logit_bound=0.0)
+
+
+def test_attention_logit_bound_keeps_alpha_off_0_and_1() -> None:
+    torch.manual_seed(0)
+    net = Box2SegNet(NUM_CLASSES, arch="fpn", encoder=ENCODER, attention_logit_bound=8.0).eval()
+    free = Box2SegNet(NUM_CLASSES, arch="fpn", encoder=ENCODER).eval()
+    free.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        net.attention[-1].bias.fill_(-200.0)  # logits far below the bound: sigmoid underflows
+        free.attention[-1].bias.fill_(-200.0)
+        image = torch.randn(1, 3, 64, 64)
+        alpha = net.branches(image).attention
+        assert (free.branches(image).attention == 0).all()
+    assert torch.allclose(alpha, torch.sigmoid(torch.tensor(-8.0)), rtol=1e-3)

@@ -8,6 +8,8 @@ unlabelled and count nowhere.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -196,6 +198,47 @@ def fill_rate_loss(attention: Tensor, grabcut: Tensor, box: Tensor, gamma: float
     target = gamma * fill_rates(grabcut, box).detach()
     hinge = (target - predicted_fill_rates(attention, box)).clamp_min(0)
     return (hinge * present).sum(1).mean()
+
+
+def floored_attention(
+    attention: Tensor,
+    grabcut: Tensor,
+    box: Tensor,
+    gamma: float = 0.7,
+    mode: Literal["mean", "pixel"] = "mean",
+) -> Tensor:
+    """Alpha floored at the fill-rate target ``t = gamma eta_c``, per image and class with a box.
+
+    Not in the paper (issue 28); under Eq. 11's weights alpha itself falls to 0 in the boxes (see
+    `fill_rate_loss`). ``t`` is Eq. 7's fill rate times gamma (no gradient).
+
+    ``mean``: alpha rescaled so that its mean over the box is at least ``t``, ``min(1, alpha
+    max(1, t / eta'_c))`` with ``eta'_c`` the mean alpha in the box (Eq. 8). Above the target
+    nothing changes; below it L_fg can move attention between the pixels of a box (down where y
+    is uncertain, up where it is confident: the gradient with respect to alpha_j is
+    ``s (-log y_j - mean)``, with the alpha-weighted mean) but not lower its mean.
+
+    ``pixel``: every weight at least ``t``, ``t + (1 - t) alpha``; alpha only adds to it.
+
+    Args:
+        attention: ``B, L, h, w`` alpha.
+        grabcut: ``B, L+1, h, w`` GrabCut tensor M (no gradient flows into it).
+        box: ``B, L+1, h, w`` box tensor B.
+        gamma: The margin factor (the paper's 0.7).
+        mode: ``mean`` or ``pixel``.
+
+    Returns:
+        ``B, L, h, w`` weights in ``[0, 1]``.
+
+    """
+    if mode not in ("mean", "pixel"):
+        raise ValueError(f"mode must be 'mean' or 'pixel', got {mode!r}")
+    target = (gamma * fill_rates(grabcut, box).detach())[..., None, None]
+    if mode == "pixel":
+        return target + (1.0 - target) * attention
+    mean = predicted_fill_rates(attention, box)[..., None, None]
+    scale = (target / mean.clamp_min(1e-12)).clamp_min(1.0)
+    return (attention * scale).clamp_max(1.0)
 
 
 def sample_pixels_per_class(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -60,6 +61,9 @@ class Box2SegNet(nn.Module):
         embeddings: Build the beta branch.
         branch_channels: Hidden channels of the alpha and beta branches.
         output_stride: Stride of the training outputs (the paper: 4).
+        attention_logit_bound: Bound ``b`` of alpha's logits, softly as ``b tanh(z / b)``, so
+            that alpha stays in ``[sigmoid(-b), sigmoid(b)]`` and never underflows to 0; None:
+            unbounded (the paper).
 
     """
 
@@ -74,6 +78,7 @@ class Box2SegNet(nn.Module):
         embeddings: bool = True,
         branch_channels: int = 128,
         output_stride: int = 4,
+        attention_logit_bound: float | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -83,7 +88,10 @@ class Box2SegNet(nn.Module):
                 "embedding_dim, branch_channels and output_stride must be >= 1, got "
                 f"{embedding_dim}, {branch_channels}, {output_stride}"
             )
+        if attention_logit_bound is not None and attention_logit_bound <= 0:
+            raise ValueError(f"attention_logit_bound must be > 0, got {attention_logit_bound}")
         self.output_stride = output_stride
+        self.attention_logit_bound = attention_logit_bound
         self.segmenter = build_segmenter(arch, encoder, encoder_weights, num_classes)
         features = self.segmenter.segmentation_head[0].in_channels
         self.attention = (
@@ -124,7 +132,11 @@ class Box2SegNet(nn.Module):
         )
         if tuple(decoded.shape[-2:]) != size:
             decoded = F.interpolate(decoded, size=size, mode="bilinear", align_corners=False)
-        logits = self.segmenter.segmentation_head[0](decoded) if segmentation else None
-        attention = self.attention(decoded).sigmoid() if self.attention is not None else None
+        segmentation_logits = self.segmenter.segmentation_head[0](decoded) if segmentation else None
+        attention = None
+        if self.attention is not None:
+            logits = self.attention(decoded)
+            bound = self.attention_logit_bound
+            attention = (logits if bound is None else bound * torch.tanh(logits / bound)).sigmoid()
         embeddings = self.embedding(decoded) if self.embedding is not None else None
-        return Box2SegOutputs(logits, attention, embeddings)
+        return Box2SegOutputs(segmentation_logits, attention, embeddings)
