@@ -102,8 +102,9 @@ class WSegCLI(LightningCLI):
             "--resume",
             type=bool | None,
             default=None,
-            help="fit: null continues this command's interrupted run and refuses a finished one; "
-            "true must continue one; false starts a new run",
+            help="fit from the command line (W&B or no logger): null continues this command's "
+            "interrupted run and refuses a finished one; true must continue one; false starts a "
+            "new run",
         )
 
     def __init__(self, *args: Any, resume_runs: bool = False, **kwargs: Any) -> None:
