@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -141,3 +142,25 @@ def test_resume_true_without_an_earlier_run_is_an_error(tmp_path) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_a_run_of_the_same_command_still_running_is_not_joined(tmp_path) -> None:
+    """The record of a killed run names a dead process; a live one is refused, not resumed."""
+    config, env = write_config(tmp_path), environment(tmp_path)
+    first = subprocess.run(
+        [*command(config), "--trainer.max_epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    (record,) = (tmp_path / "runs" / "p" / ".wseg_resume").glob("*.json")
+    data = json.loads(record.read_text())
+    assert data["status"] == "finished" and data["pid"] != os.getpid()
+    record.write_text(json.dumps({**data, "status": "running", "pid": os.getpid()}))  # alive
+    again = subprocess.run(
+        [*command(config), "--trainer.max_epochs", "1"], capture_output=True, text=True, env=env
+    )
+    assert again.returncode == 1
+    assert f"is running now (process {os.getpid()})" in again.stderr

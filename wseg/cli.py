@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -68,6 +69,22 @@ def load_yaml_naming_the_file(stream: str, path: str | os.PathLike = "") -> Any:
 
 
 set_loader("yaml", load_yaml_naming_the_file, exceptions=(yaml.YAMLError,))
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    """Whether the process a run record names is still running (on this host)."""
+    pid = record.get("pid")
+    if not isinstance(pid, int) or record.get("host") != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _rank_zero() -> bool:
@@ -161,6 +178,11 @@ class WSegCLI(LightningCLI):
                 f"({record.get('updated')}); its folder is {run_dir}. Rerunning would train it "
                 "again: pass --resume false to start a new run"
             )
+        if _rank_zero() and _alive(record):
+            raise ValueError(
+                f"this config's run in {run_dir} is running now (process {record['pid']}); "
+                "wait for it, or pass --resume false to start another run"
+            )
         if wandb:
             config["trainer.logger.init_args.id"] = record["run_id"]
         checkpoint = last_checkpoint(run_dir)
@@ -194,11 +216,12 @@ class WSegCLI(LightningCLI):
         return Path(save_dir) / project, True
 
     def before_fit(self) -> None:
-        """Check the data before training (and any W&B run) starts; see `wseg.data.check`.
+        """Check the data before training (and any W&B run) starts; record the run as running.
 
-        Skipped for the built-in synthetic dataset (it is written, not read, on first use), for
-        datamodules without ``make_source`` and on the worker ranks that DDP launches (rank 0
-        checks before it launches them).
+        The data check (`wseg.data.check`) is skipped for the built-in synthetic dataset (it is
+        written, not read, on first use), for datamodules without ``make_source`` and on the
+        worker ranks that DDP launches (rank 0 checks before it launches them). The record (see
+        `_plan_resume`) is written by rank 0 only.
         """
         self._check_data()
         if self._record is not None and _rank_zero():
@@ -207,7 +230,14 @@ class WSegCLI(LightningCLI):
             logger = self.trainer.logger
             run_id = logger.version if isinstance(logger, WandbLogger) else None
             folder = local_run_dir(self.trainer).resolve()
-            write_resume_record(self._record, status="running", run_dir=str(folder), run_id=run_id)
+            write_resume_record(
+                self._record,
+                status="running",
+                run_dir=str(folder),
+                run_id=run_id,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+            )
 
     def after_fit(self) -> None:
         """Record the run as finished (a rerun of the command then refuses to train it again)."""
