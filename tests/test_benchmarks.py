@@ -114,6 +114,18 @@ def test_box2tag_benchmark_prints_both_tables(tmp_path) -> None:
         percent_after(out, rule)
 
 
+def test_box2tag_budget_benchmark_prints_a_row_per_variant_and_budget() -> None:
+    out = run_benchmark(
+        "box2tag_budget", "--train-images", "6", "--size", "48", "48", "--crop-size", "32",
+        "--batch-size", "2", "--steps", "1", "2", "--variants", "paper", "chosen",
+    )  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
+    names = [(row[0].strip(), row[1].strip()) for row in rows[1:]]
+    assert names == [("grabcut", "-"), ("box", "-"), ("paper", "1"), ("paper", "2"),
+                     ("chosen", "1"), ("chosen", "2")]  # fmt: skip
+    assert all(0.0 <= float(row[2]) <= 100.0 for row in rows[1:])
+
+
 def test_pseudo_label_quality_benchmark_prints_every_generator_and_box2tag_budget(
     tmp_path,
 ) -> None:
