@@ -147,13 +147,13 @@ def test_fit_logs_box_fbeta_and_round_trips(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def bird_crops(tmp_path_factory) -> BoxCropDataModule:
-    """The bird boxes of 24 small synthetic images as 32-px crops (train and val: the same)."""
+def boat_crops(tmp_path_factory) -> BoxCropDataModule:
+    """The boat boxes of 24 small synthetic images as 32-px crops (train and val: the same)."""
     root = generate_synthetic(
         tmp_path_factory.mktemp("synthetic"), num_train=24, num_val=1, size=(64, 80), seed=0
     )
     datamodule = BoxCropDataModule(
-        "bird",
+        "boat",
         root=str(root),
         crop_size=32,
         batch_size=8,
@@ -171,8 +171,8 @@ def fit_single_class(root, datamodule: BoxCropDataModule, steps: int, **kwargs):
     """Train a single-class network with the benchmarks' optimiser (AdamW 1e-3) for ``steps``."""
     torch.manual_seed(0)
     model = Box2TagSingleClass(
-        **SINGLE, optimizer="adamw", lr=1e-3, weight_decay=0.0, head_lr_mult=1.0,
-        lambda_crf=100 * 32 / 256, **kwargs,
+        **{**SINGLE, "class_names": ["background", "boat"]}, optimizer="adamw", lr=1e-3,
+        weight_decay=0.0, head_lr_mult=1.0, lambda_crf=100 * 32 / 256, **kwargs,
     )  # fmt: skip
     trainer = quiet_trainer(root, max_steps=steps, limit_val_batches=0)
     trainer.fit(model, datamodule)
@@ -194,40 +194,43 @@ def labelled_fill(net, datamodule: BoxCropDataModule) -> tuple[float, float]:
     return predicted / known, true / known
 
 
-def test_single_class_labels_do_not_shrink_far_below_the_true_fill(tmp_path, bird_crops) -> None:
-    """Issue 28: with the paper's training the labels shrank with the budget, here to ~0."""
-    _, path = fit_single_class(tmp_path, bird_crops, steps=60)
-    predicted, true = labelled_fill(load_network(path).net, bird_crops)
-    assert true > 0.5
-    assert predicted >= 0.5 * true, (predicted, true)
+def test_single_class_labels_do_not_shrink_far_below_the_true_fill(tmp_path, boat_crops) -> None:
+    """Issue 28: the paper's form labelled 1% of these boxes after 60 steps (true: 88%).
+
+    Eq. 2 pulls the mean size to 0.5, below these boxes' fill, so the bound is 0.4 x true.
+    """
+    _, path = fit_single_class(tmp_path, boat_crops, steps=60)
+    predicted, true = labelled_fill(load_network(path).net, boat_crops)
+    assert true > 0.8
+    assert predicted >= 0.4 * true, (predicted, true)
 
 
-def test_labels_after_training_are_the_outputs_the_loss_saw(tmp_path, bird_crops) -> None:
+def test_labels_after_training_are_the_outputs_the_loss_saw(tmp_path, boat_crops) -> None:
     """Mode consistency: the labelling network (eval mode, from the checkpoint) is the trained one.
 
     With the paper's batch norm (``decoder_norm="batch"``) the loss sees batch statistics and the
     labels running ones, which lag behind: the two differ.
     """
-    model, path = fit_single_class(tmp_path, bird_crops, steps=5)
-    batch = next(iter(bird_crops.train_dataloader()))
+    model, path = fit_single_class(tmp_path, boat_crops, steps=5)
+    batch = next(iter(boat_crops.train_dataloader()))
     labelling = load_network(path).net
     with torch.no_grad():
         seen = torch.softmax(model.train()(batch["image"]), dim=1)[:, 1]
         labelled = torch.softmax(labelling(batch["image"]), dim=1)[:, 1]
     assert torch.allclose(seen, labelled, atol=1e-5)
-    paper, paper_path = fit_single_class(tmp_path / "paper", bird_crops, 5, decoder_norm="batch")
+    paper, paper_path = fit_single_class(tmp_path / "paper", boat_crops, 5, decoder_norm="batch")
     with torch.no_grad():
         seen = torch.softmax(paper.train()(batch["image"]), dim=1)[:, 1]
         labelled = torch.softmax(load_network(paper_path).net(batch["image"]), dim=1)[:, 1]
     assert (seen - labelled).abs().max() > 1e-3
 
 
-def test_fit_keeps_the_frozen_encoder_statistics(tmp_path, bird_crops) -> None:
+def test_fit_keeps_the_frozen_encoder_statistics(tmp_path, boat_crops) -> None:
     """Lightning keeps each module's mode: `on_train_start` must put the frozen encoder in eval."""
     torch.manual_seed(0)
     model = Box2TagSingleClass(**SINGLE)
     before = {k: v.clone() for k, v in model.net.encoder.state_dict().items()}
-    quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, bird_crops)
+    quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, boat_crops)
     after = model.net.encoder.state_dict()
     assert all(torch.equal(after[key], value) for key, value in before.items())
 
