@@ -60,12 +60,13 @@ def command(config: Path) -> list[str]:
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "offline",
-        "WANDB_DIR": str(tmp_path),
-    }
+    """Each command on its own, as from a shell: no W&B service of this test process shared.
+
+    (An in-process fit of an earlier test starts one and names it in ``WANDB_SERVICE``; the
+    killed fit's run would stay "in use" there.)
+    """
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
 
 
 def run_folders(runs: Path) -> list[Path]:
