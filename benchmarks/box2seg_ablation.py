@@ -2,9 +2,12 @@
 
 Makes the GrabCut store of the training images (and prints its mIoU against the true masks, with
 Bbox-Rect's), pretrains the embeddings (stage 1) for the rows with L_A, then trains each row for
-the same number of SGD steps: Box, GrabCut, Affinity, AW-box, AW-fr, Box2Seg. The paper expects
-GrabCut above Box and every added term at or above the previous row; the table says where not.
-Each row also prints its final training loss terms and the mean attention inside the boxes.
+the same number of SGD steps: Box, GrabCut, Affinity, AW-box, AW-fr, Box2Seg with Eq. 11 as
+printed, then the issue-28 alternatives to its attention (``*_warmup``, ``*_min``, ``*_bound``,
+``*_floor`` and the default ``*_pixel``). The paper expects GrabCut above Box and every added term
+at or above the previous row; the alternatives are held against GrabCut; the table says where
+not. Each row also prints its final training loss terms, the mean alpha inside the boxes, the
+mean weight of L_fg there and the mean fill-rate target gamma eta_c.
 
 Run: ``python -m benchmarks.box2seg_ablation [--data synthetic|tiny_coco] [--steps 120]
 [--rows ...]``;
