@@ -145,6 +145,18 @@ def test_bbox_rect_fits_from_the_command_line(tmp_path) -> None:
     assert cli.trainer.global_step == 2
 
 
+def test_a_shipped_yaml_fits_with_the_logger_off(tmp_path) -> None:
+    # The YAMLs carry a LearningRateMonitor, which Lightning refuses without a logger.
+    config = Path(__file__).resolve().parents[1] / "experiments" / "demo" / "supervised.yaml"
+    args = ["fit", "--config", str(config), "--trainer.logger", "false"]
+    args += ["--model.init_args.encoder", "tu-mobilenetv3_small_050"]
+    args += ["--model.init_args.encoder_weights", "null"]
+    args += [arg.replace("--data.", "--data.init_args.") for arg in common(tmp_path, tmp_path)]
+    cli = main([*args, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1"])
+    assert cli.trainer.global_step == 1 and cli.trainer.logger is None
+    assert not any(type(c).__name__ == "LearningRateMonitor" for c in cli.trainer.callbacks)
+
+
 def flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():

@@ -22,6 +22,7 @@ from jsonargparse._loaders_dumpers import yaml_load
 from jsonargparse._util import config_load_stack
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 
 import wseg.data  # noqa: F401  (registers the datamodule for short class names)
@@ -259,8 +260,16 @@ class WSegCLI(LightningCLI):
         require_clean(datamodule)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer, with `RunFolderCheckpoints` (a fit without a logger keeps its files)."""
+        """The trainer, with `RunFolderCheckpoints` (a fit without a logger keeps its files).
+
+        Without a logger (``--trainer.logger false``, ``fast_dev_run``) the YAMLs' learning-rate
+        monitor has nothing to log to, and Lightning would refuse to start: it is dropped.
+        """
         trainer = super().instantiate_trainer(**kwargs)
+        if trainer.logger is None:
+            trainer.callbacks[:] = [
+                c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)
+            ]
         # first: its setup must run before the checkpoint callbacks' (Lightning puts them last)
         trainer.callbacks.insert(0, RunFolderCheckpoints())
         return trainer
