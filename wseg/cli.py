@@ -21,8 +21,8 @@ from jsonargparse import set_loader
 from jsonargparse._loaders_dumpers import yaml_load
 from jsonargparse._util import config_load_stack
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 import wseg.data  # noqa: F401  (registers the datamodule for short class names)
