@@ -9,6 +9,7 @@ SETTING ?= demo
 MODE ?= conv
 DATA ?= synthetic
 RULE ?= overlap-void
+GPU_CHECK_ARGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -62,10 +63,13 @@ scribbles: $(STAMP) ## PAM scribble gap study, restartable (SETTING=demo|voc|voc
 compare: $(STAMP) ## one-command method comparison table (DATA=synthetic|camvid|tiny_coco|voc [ROOT=dir]; rows resume)
 	$(PY) -m wseg.compare --data $(DATA) $(if $(ROOT),--root $(ROOT))
 
+gpu-check: $(STAMP) ## on a CUDA machine: every GPU path in one run (<= 8 min), table in runs/gpu_check/results.md
+	$(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
+
 bench-methods: $(STAMP) ## per-family method tables on the synthetic data (long on CPU)
 	$(PY) -m benchmarks em_family self_correction box2seg_ablation box2tag_pseudo_gt scribbles
 
 clean: ## remove generated data and run outputs (not the virtualenv)
 	rm -rf data/synthetic runs outputs lightning_logs wandb
 
-.PHONY: help install demo test test-slow lint format selfcorr bbox-seg box2seg box2tag scribbles compare bench bench-methods clean
+.PHONY: help install demo test test-slow lint format selfcorr bbox-seg box2seg box2tag scribbles compare bench gpu-check bench-methods clean

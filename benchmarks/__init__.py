@@ -11,11 +11,10 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-
-from wseg.data.synthetic import generate_synthetic
+if TYPE_CHECKING:  # lightning and wseg load when a helper runs: gpu_check answers in seconds
+    from lightning.pytorch import LightningDataModule, LightningModule
 
 TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
 """The 100 real COCO photographs, read in place beside the checkout (``../shared/data``)."""
@@ -27,6 +26,8 @@ def dataset_root(args: argparse.Namespace, out: Path) -> Path:
     The synthetic set has ``args.train_images`` / ``args.val_images`` square images of side
     ``args.size``.
     """
+    from wseg.data.synthetic import generate_synthetic
+
     if args.data == "tiny_coco":
         return Path(args.root)
     return generate_synthetic(
@@ -90,6 +91,8 @@ def fit_timed(
     found, tips, "max_steps reached") are silenced so that a table of many fits stays readable;
     its warnings still show.
     """
+    from lightning.pytorch import Trainer
+
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     trainer = Trainer(
         max_steps=steps,
@@ -111,6 +114,8 @@ def fit_timed(
 
 def val_miou(model: LightningModule, datamodule: LightningDataModule) -> float:
     """Validation mIoU of ``model`` on ``datamodule`` in percent (CPU, quiet)."""
+    from lightning.pytorch import Trainer
+
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     (metrics,) = trainer.validate(model, datamodule, verbose=False)
     return 100 * float(metrics["val/miou"])
