@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_data import CAMVID, camvid_subset
+from tiny_data import CAMVID, TINY_FIT, camvid_subset
 
 from wseg.compare import main
 from wseg.constants import EXPERIMENTS
@@ -18,12 +18,7 @@ pytestmark = pytest.mark.skipif(
     not CAMVID.is_dir(), reason=f"{CAMVID} (the shared CamVid frames) is not beside this checkout"
 )
 TINY = [
-    "--data.init_args.crop_size", "64",
-    "--data.init_args.batch_size", "2",
-    "--data.init_args.val_batch_size", "2",
-    "--data.init_args.num_workers", "0",
-    "--model.init_args.encoder", "tu-mobilenetv3_small_050",
-    "--model.init_args.encoder_weights", "null",
+    *TINY_FIT,
     "--trainer.max_steps", "2",
     "--trainer.val_check_interval", "2",
     "--trainer.enable_progress_bar", "false",

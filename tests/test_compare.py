@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_data import TINY_FIT
 
 from wseg.compare import (
     DATASETS,
@@ -37,12 +38,7 @@ TINY = [
     "--data.init_args.synthetic_num_train", "6",
     "--data.init_args.synthetic_num_val", "2",
     "--data.init_args.synthetic_size", "[64, 64]",
-    "--data.init_args.crop_size", "64",
-    "--data.init_args.batch_size", "2",
-    "--data.init_args.val_batch_size", "2",
-    "--data.init_args.num_workers", "0",
-    "--model.init_args.encoder", "tu-mobilenetv3_small_050",
-    "--model.init_args.encoder_weights", "null",
+    *TINY_FIT,
     "--trainer.max_epochs", "1",
     "--trainer.limit_train_batches", "2",
     "--trainer.enable_progress_bar", "false",

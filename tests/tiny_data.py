@@ -23,6 +23,16 @@ def data_args(root: Path, values: dict[str, Any]) -> list[str]:
     return args
 
 
+TINY_FIT = [
+    "--data.init_args.crop_size", "64",
+    "--data.init_args.batch_size", "2",
+    "--data.init_args.val_batch_size", "2",
+    "--data.init_args.num_workers", "0",
+    "--model.init_args.encoder", "tu-mobilenetv3_small_050",
+    "--model.init_args.encoder_weights", "null",
+]  # fmt: skip
+"""Fit arguments of a seconds-long fit: 64-px crops, batches of 2, a tiny random encoder."""
+
 TINY_COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny_coco"
 """The 100 shared real COCO photographs (``../shared/data/tiny_coco``); tests using them skip,
 saying so, in a checkout that has no ``../shared`` beside it."""
