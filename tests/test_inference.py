@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -224,21 +225,49 @@ def test_export_torchscript_matches_the_network(model, checkpoints, tmp_path) ->
               "--height", "50"])  # fmt: skip
 
 
+def test_export_default_is_torch_export_with_dynamic_batch_and_sides(
+    model, checkpoints, tmp_path, capsys
+) -> None:
+    out = tmp_path / "model.pt2"
+    ckpt = str(checkpoints["supervised"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["export", ckpt, "--out", str(out), "--height", "64", "--width", "64"])
+    # the default path prints nothing and warns nothing (torch.jit.trace's deprecation included)
+    assert [str(w.message) for w in caught] == []
+    assert capsys.readouterr().out == ""
+    program = torch.export.load(str(out)).module()
+    with torch.no_grad():
+        for shape in ((2, 3, 64, 64), (1, 3, 96, 64), (3, 3, 64, 160)):
+            image = torch.rand(*shape)
+            expected = model.net(normalize(image, IMAGENET_MEAN, IMAGENET_STD))
+            assert torch.allclose(program(image), expected, atol=1e-5), shape
+
+
 def test_export_onnx_without_onnx_says_how_to_install(checkpoints, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     out = tmp_path / "model.onnx"
-    with pytest.raises(SystemExit, match="pip install onnx"):
+    with pytest.raises(SystemExit, match=r"pip install 'wseg\[export\]'"):
         main(["export", str(checkpoints["supervised"]), "--format", "onnx", "--out", str(out)])
     assert not out.exists()
 
 
-def test_export_onnx_with_onnx(checkpoints, tmp_path) -> None:
-    onnx = pytest.importorskip("onnx")
+def test_export_onnx_matches_the_network_in_onnx_runtime(model, checkpoints, tmp_path) -> None:
+    onnx = pytest.importorskip("onnx", reason="pip install 'wseg[export]'")
+    ort = pytest.importorskip("onnxruntime", reason="pip install 'wseg[export]'")
     out = tmp_path / "model.onnx"
     main(["export", str(checkpoints["supervised"]), "--format", "onnx", "--out", str(out),
           "--height", "64", "--width", "64"])  # fmt: skip
     graph = onnx.load(str(out)).graph
     assert [i.name for i in graph.input] == ["image"] and graph.output[0].name == "logits"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        for shape in ((2, 3, 64, 64), (1, 3, 96, 64), (3, 3, 64, 160)):
+            image = torch.rand(*shape)
+            expected = model.net(normalize(image, IMAGENET_MEAN, IMAGENET_STD)).numpy()
+            (logits,) = session.run(None, {"image": image.numpy()})
+            assert logits.shape == expected.shape
+            assert np.allclose(logits, expected, atol=1e-4), shape
 
 
 def test_other_commands_go_to_the_lightning_cli(monkeypatch, capsys) -> None:

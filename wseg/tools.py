@@ -1,7 +1,7 @@
 """Commands that use a trained checkpoint: ``python -m wseg segment`` and ``python -m wseg export``.
 
     python -m wseg segment CKPT IMAGES_DIR --out DIR [--tta] [--crf] [--device cpu] [--overwrite]
-    python -m wseg export CKPT --format torchscript|onnx --out FILE [--height H --width W]
+    python -m wseg export CKPT [--format export|torchscript|onnx] --out FILE [--height H --width W]
 
 ``segment`` writes ``DIR/<stem>.png`` (palette PNG label maps, the VOC palette of the prediction
 writer) and ``DIR/overlays/<stem>.png`` (the labels blended over the image) for every image of
@@ -137,10 +137,10 @@ def export_checkpoint(
     Args:
         checkpoint: A wseg checkpoint.
         out: The file to write.
-        format: ``torchscript`` or ``onnx``.
-        height: Image height it is traced at (a multiple of 32).
-        width: Image width it is traced at (a multiple of 32).
-        device: Torch device it is traced on.
+        format: ``export`` (torch.export ``.pt2``), ``torchscript`` or ``onnx``.
+        height: Height of the example image it is exported with (a multiple of 32).
+        width: Width of the example image it is exported with (a multiple of 32).
+        device: Torch device it is exported on.
         overwrite: Replace an existing ``out``.
 
     Returns:
@@ -148,7 +148,7 @@ def export_checkpoint(
 
     Raises:
         FileExistsError: If ``out`` exists and ``overwrite`` is False.
-        ImportError: For ``onnx`` without the onnx package.
+        ImportError: For ``onnx`` without the onnx and onnxscript packages.
 
     """
     from wseg.export import export, require_onnx
@@ -165,6 +165,8 @@ def export_checkpoint(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``segment`` and ``export`` sub-commands."""
+    from wseg.export import FORMATS
+
     parser = argparse.ArgumentParser(prog="python -m wseg", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     segment = commands.add_parser("segment", help="segment a folder of images")
@@ -173,12 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out", type=Path, required=True, help="output folder")
     segment.add_argument("--tta", action="store_true", help="average flips and scales")
     segment.add_argument("--crf", action="store_true", help="refine with the dense CRF")
-    export = commands.add_parser("export", help="export the network to TorchScript or ONNX")
+    export = commands.add_parser(
+        "export", help="export the network (torch.export .pt2, TorchScript or ONNX)"
+    )
     export.add_argument("checkpoint", type=Path, help="a wseg checkpoint (.ckpt)")
-    export.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    export.add_argument(
+        "--format",
+        default="export",
+        choices=list(FORMATS),
+        help="export: torch.export .pt2, dynamic batch and sides (default); torchscript: "
+        "torch.jit.trace .pt for older consumers; onnx: dynamic batch and sides, needs "
+        "pip install 'wseg[export]'",
+    )
     export.add_argument("--out", type=Path, required=True, help="file to write")
-    export.add_argument("--height", type=int, default=512, help="traced height (multiple of 32)")
-    export.add_argument("--width", type=int, default=512, help="traced width (multiple of 32)")
+    export.add_argument(
+        "--height", type=int, default=512, help="example (traced) height, a multiple of 32"
+    )
+    export.add_argument(
+        "--width", type=int, default=512, help="example (traced) width, a multiple of 32"
+    )
     for command in (segment, export):
         command.add_argument("--device", default="cpu", help="torch device (default: cpu)")
         command.add_argument("--overwrite", action="store_true", help="replace existing outputs")
