@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV) with the pinned dependencies of constraints.txt (about 2 minutes, once)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
-	$(PY) -m pip install -qq -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -qq -c constraints.txt -e '.[dev,export]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install wseg with pinned dependencies
