@@ -44,7 +44,7 @@ CRF_AGREEMENT_GOAL = 97.0
 TIME_GOAL_S = 480  # the issue's bound on one GPU
 MIOU_NOISE = 5.0  # points of val mIoU between the 32 and 16-mixed fits still called noise
 SEGMENT_PIXELS = 0.001  # share of pixels the device's labels may differ from the CPU's by
-VOC_TRAIN_IMAGES = 10_582
+VOC_YAML = REPO / "wseg" / "experiments" / "supervised_voc.yaml"
 
 
 @dataclass(frozen=True)
@@ -460,13 +460,21 @@ def train_rate(
 
 
 def check_deeplab(check: Check) -> None:
-    """DeepLabV3+ training images/s on the device (mixed) and on the CPU (fp32)."""
+    """DeepLabV3+ training images/s on the device (mixed) and on the CPU (fp32).
+
+    Each is also put as the time of the VOC schedule of ``supervised_voc.yaml`` at that rate.
+    """
+    import yaml
+
     from wseg.methods import Supervised
 
     sizes = check.sizes
     section = (
         f"DeepLabV3+ {sizes.deeplab_encoder}, {sizes.deeplab_px} px, batch {sizes.deeplab_batch}"
     )
+    config = yaml.safe_load(VOC_YAML.read_text())
+    data = yaml.safe_load((VOC_YAML.parent / config["data"]).read_text())
+    steps_voc, batch_voc = config["trainer"]["max_steps"], data["init_args"]["batch_size"]
     rates = {}
     for device, steps in ((check.device, sizes.steps), (torch.device("cpu"), sizes.cpu_steps)):
         torch.manual_seed(0)
@@ -492,7 +500,8 @@ def check_deeplab(check: Check) -> None:
             section,
             f"training on {device.type} ({mode})",
             f"{rate * batch:.2f} images/s, loss {loss:.3f}, peak {peak_mib(device)}; "
-            f"one VOC train_aug epoch {VOC_TRAIN_IMAGES / (rate * batch) / 60:.1f} min",
+            f"{VOC_YAML.name} ({steps_voc} steps of {batch_voc}) would take "
+            f"{steps_voc * batch_voc / (rate * batch) / 3600:.1f} h",
             "finite loss",
             math.isfinite(loss),
         )
