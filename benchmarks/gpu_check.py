@@ -541,7 +541,7 @@ def check_affinity(check: Check) -> None:
     naive = 2 * sizes.affinity_batch * m * m * 4
     if check.cuda:
         peak = torch.cuda.max_memory_allocated(device) - base
-        value = f"{peak / 2**20:.0f} MiB above the inputs ({naive / peak:.0f}x below naive)"
+        value = f"{peak / 2**20:.0f} MiB above the inputs ({naive / max(peak, 1):.0f}x below naive)"
         ok = math.isfinite(loss.item()) and peak * 10 < naive
     else:
         value, ok = "- (no peak-memory counter off CUDA)", math.isfinite(loss.item())
@@ -621,9 +621,10 @@ def render(check: Check, header: list[str]) -> str:
     lines = [*header, "", "| section | check | measured | goal | result |", "|---|---|---|---|---|"]
     verdict = {True: "pass", False: "FAIL", None: "-"}
     for row in check.rows:
-        lines.append(
-            f"| {row.section} | {row.check} | {row.value} | {row.goal} | {verdict[row.ok]} |"
-        )
+        cells = (row.section, row.check, row.value, row.goal, verdict[row.ok])
+        # an error message may hold newlines or pipes, which would break the markdown table
+        cells = tuple(" ".join(cell.replace("|", "/").split()) for cell in cells)
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for row in check.rows:
         if row.ok is not None:
