@@ -45,7 +45,10 @@ SETTINGS: dict[str, Setting] = load_settings(COMMAND, Setting)
 HEAD_SPLITS = ("strong", "head_half")
 """What the conv head's pretraining (stage 2) trains on: all of F (the paper's step 2, "the fully
 supervised data (F) is used") or only the half of F the ancillary model did not see (the paper's
-rationale: "the second half of F is held out to help the self-correcting network")."""
+rationale: "the second half of F is held out to help the self-correcting network"). Measured on
+the synthetic demo (F = 40, one seed): conv after a head pretrained on all of F 65.8 val mIoU,
+on the held-out half 65.7 (the pretraining itself 67.7 vs 59.6), a tie, so the default stays the
+paper's step 2, ``strong``."""
 MODES = {
     "none": ["ancillary", "none"],
     "linear": ["ancillary", "linear"],
