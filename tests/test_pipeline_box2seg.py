@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_data import data_args, synthetic
+from tiny_data import TINY_FIT, data_args, synthetic
 
 from wseg.data.datasets import make_source
 from wseg.data.store import PseudoLabelStore, StoreError
@@ -27,12 +27,7 @@ def tiny_data_args(root: Path) -> list[str]:
 
 def tiny_fit_args(root: Path) -> list[str]:
     return tiny_data_args(root) + [
-        "--data.init_args.crop_size", "64",
-        "--data.init_args.batch_size", "2",
-        "--data.init_args.val_batch_size", "2",
-        "--data.init_args.num_workers", "0",
-        "--model.init_args.encoder", "tu-mobilenetv3_small_050",
-        "--model.init_args.encoder_weights", "null",
+        *TINY_FIT,
         "--model.init_args.branch_channels", "8",
         "--model.init_args.embedding_dim", "4",
         "--model.init_args.log_images_every_n_epochs", "0",
