@@ -49,8 +49,8 @@ def _setups(synthetic: str, tiny_coco: str, voc: str, camvid: str) -> dict[str, 
     return dict(zip(DATASETS, (synthetic, tiny_coco, voc, camvid), strict=True))
 
 
-def _selfcorr(mode: str, title: str, synthetic: str | None, camvid: str, suffix: str) -> Row:
-    setups = {"camvid": camvid} if synthetic is None else {"synthetic": synthetic, "camvid": camvid}
+def _selfcorr(mode: str, title: str, setups: dict[str, str], suffix: str = "") -> Row:
+    """A self-correction row; the rows of one F share a chain folder (one ancillary model)."""
     return Row(
         f"selfcorr_{mode}{suffix}",
         title,
@@ -62,6 +62,8 @@ def _selfcorr(mode: str, title: str, synthetic: str | None, camvid: str, suffix:
     )
 
 
+F10 = {"synthetic": "demo", "camvid": "camvid_f37"}
+F25 = {"camvid": "camvid_f92"}
 ROWS: dict[str, Row] = {
     row.name: row
     for row in (
@@ -108,16 +110,12 @@ ROWS: dict[str, Row] = {
             {"synthetic": "demo/strong_only.yaml", "camvid": "strong_only_camvid.yaml"},
             uses_split=True,
         ),
-        _selfcorr("none", "Self-correction none, F ~10%", "demo", "camvid_f37", ""),
-        _selfcorr("linear", "Self-correction linear, F ~10%", "demo", "camvid_f37", ""),
-        Row(
-            "selfcorr_conv",
+        _selfcorr("none", "Self-correction none, F ~10%", F10),
+        _selfcorr("linear", "Self-correction linear, F ~10%", F10),
+        _selfcorr(
+            "conv",
             "Self-correction conv, F ~10% (Ibrahim 2020)",
             _setups("demo", "tiny_coco", "voc_f1464", "camvid_f37"),
-            pipeline="selfcorr",
-            pipeline_options={"mode": "conv"},
-            uses_split=True,
-            chain="selfcorr",
         ),
         Row(
             "strong_only_f25",
@@ -126,9 +124,9 @@ ROWS: dict[str, Row] = {
             uses_split=True,
             args=("--data.init_args.num_strong", "92"),
         ),
-        _selfcorr("none", "Self-correction none, F ~25%", None, "camvid_f92", "_f25"),
-        _selfcorr("linear", "Self-correction linear, F ~25%", None, "camvid_f92", "_f25"),
-        _selfcorr("conv", "Self-correction conv, F ~25%", None, "camvid_f92", "_f25"),
+        _selfcorr("none", "Self-correction none, F ~25%", F25, "_f25"),
+        _selfcorr("linear", "Self-correction linear, F ~25%", F25, "_f25"),
+        _selfcorr("conv", "Self-correction conv, F ~25%", F25, "_f25"),
         Row(
             "box2seg",
             "Box2Seg (Kulharia 2020)",
